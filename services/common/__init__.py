@@ -1,0 +1,1 @@
+"""Plumbing shared by every capability: configs, run-dirs, checkpoints, metrics, Ray helpers."""
