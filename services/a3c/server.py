@@ -11,6 +11,7 @@ restarts the actor) or a resumed run restores the newest checkpoint.
 from __future__ import annotations
 
 import collections
+import os
 import time
 from typing import Any
 
@@ -83,6 +84,9 @@ class ParameterServer:
         }
         self.c["checkpoints"] += 1
         return checkpoint.save(self.run_dir, self.version, state, keep=self.args.keep_checkpoints)
+
+    def pid(self) -> int:
+        return os.getpid()
 
     def get_weights(self) -> tuple[int, np.ndarray]:
         return self._weights

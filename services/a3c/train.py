@@ -163,8 +163,17 @@ class Driver:
         self.workers[i] = self._new_worker(i)
         self.ps.note_worker_restart.remote(0.0)
 
-    def _is_server_failure(self, err: Exception) -> bool:
-        return isinstance(err, RayActorError) and getattr(err, "actor_id", None) == self.ps._actor_id.hex()
+    def _worker_died(self, i: int, err: Exception) -> bool:
+        """Did worker ``i`` itself die (rather than the server whose weights it was waiting for)?"""
+        return isinstance(err, RayActorError) and getattr(err, "actor_id", None) == self.workers[i]._actor_id.hex()
+
+    def _handle_failure(self, i: int, err: Exception):
+        """Replace a dead worker; after a server failure, fetch the restored server's weights."""
+        if self._worker_died(i, err):
+            self._replace_worker(i, err)
+            return None
+        log.warning("parameter server failed (%s); it restarts from its last checkpoint", type(err).__name__)
+        return self.ps.get_weights.remote()
 
     def _maybe_evaluate(self, frames: int, weights_ref, force: bool = False) -> None:
         if self.eval_ref is not None:
@@ -268,11 +277,7 @@ class Driver:
                 try:
                     info = ray.get(ref)
                 except (RayActorError, RayTaskError) as err:
-                    if self._is_server_failure(err) or isinstance(err, RayTaskError):
-                        log.warning("parameter server failed; it restarts from its last checkpoint")
-                        weights = self.ps.get_weights.remote()
-                    else:
-                        self._replace_worker(i, err)
+                    weights = self._handle_failure(i, err) or weights
                     submit(i, weights)
                     continue
                 weights = self.ps.apply_gradients.remote(grad_ref, info)
@@ -294,10 +299,7 @@ class Driver:
                     infos.append(ray.get(info_ref))
                     grads.append(grad_ref)
                 except (RayActorError, RayTaskError) as err:
-                    if self._is_server_failure(err) or isinstance(err, RayTaskError):
-                        log.warning("parameter server failed; it restarts from its last checkpoint")
-                    else:
-                        self._replace_worker(i, err)
+                    self._handle_failure(i, err)
             if not infos:
                 weights = self.ps.get_weights.remote()
                 continue
