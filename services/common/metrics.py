@@ -96,3 +96,45 @@ def markdown_table(prefix: str = "dojo_") -> str:
             unit = f" ({s.unit})" if s.unit else ""
             rows.append(f"| `{s.scraped_name}` | {s.kind} | {labels} | {s.description}{unit} |")
     return "\n".join(rows)
+
+
+def load_all() -> dict[str, MetricSpec]:
+    """Import every ``services.<area>.metrics`` module so that REGISTRY holds the whole contract."""
+    import importlib
+    import pkgutil
+
+    import services
+
+    for mod in pkgutil.iter_modules(services.__path__):
+        if mod.ispkg:
+            try:
+                importlib.import_module(f"services.{mod.name}.metrics")
+            except ModuleNotFoundError as exc:
+                if exc.name != f"services.{mod.name}.metrics":
+                    raise
+    return REGISTRY
+
+
+def render_doc() -> str:
+    """docs/metrics.md, generated from the registry (``python -m services.common.metrics``)."""
+    load_all()
+    return (
+        "# Metrics\n\n"
+        "Generated from the code's metric definitions by `python -m services.common.metrics`;\n"
+        "a test fails when this file is out of date. Every metric is exported through Ray's\n"
+        "metrics port (`ray start --metrics-export-port`, 8080 on KubeRay pods) with a `ray_`\n"
+        "prefix; counters gain `_total`. Ray adds its own labels (`SessionName`, `NodeAddress`,\n"
+        "`WorkerId`, ...) and, on KubeRay, the PodMonitor adds `ray_io_cluster`.\n\n"
+        + markdown_table()
+        + "\n"
+    )
+
+
+if __name__ == "__main__":
+    import pathlib
+
+    from services.common import metrics as registry  # not __main__: the module the areas register into
+
+    out = pathlib.Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
+    out.write_text(registry.render_doc())
+    print(f"wrote {out}")

@@ -56,6 +56,7 @@ EXCLUDED = re.compile(
 )
 # Latin, Greek and Cyrillic share many shapes: keep them together in meta-training.
 ALWAYS_TRAIN = ("LATIN", "GREEK", "CYRILLIC")
+_ALIASES = {"GEORGIAN MTAVRULI": "GEORGIAN", "KHMER INDEPENDENT": "KHMER"}
 _SCRIPT = re.compile(
     r"^(.*?) (?:CAPITAL |SMALL )?(?:LETTER|SYLLABLE|LIGATURE|CHARACTER|IDEOGRAPH|VOWEL|CONSONANT)\b"
 )
@@ -68,8 +69,8 @@ def script_of(ch: str) -> str | None:
     name = unicodedata.name(ch, "")
     if not name:
         return None
-    m = _SCRIPT.match(name)
-    return m.group(1) if m else name.split()[0]
+    m = _SCRIPT.match(name)  # signs, symbols and marks without LETTER/SYLLABLE/... are not letters
+    return _ALIASES.get(m.group(1), m.group(1)) if m else None
 
 
 def font_paths() -> list[str]:
