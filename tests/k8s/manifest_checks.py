@@ -43,8 +43,10 @@ def validate_builtin(doc: dict[str, Any], version: str = KUBE_VERSION) -> None:
     try:
         kubernetes_validate.validate(doc, version, strict=True)
     except kubernetes_validate.ValidationError as exc:
-        path = "/".join(str(p) for p in exc.caught.absolute_path)
-        raise AssertionError(f"{kn(doc)} fails Kubernetes {version} (strict) at {path}: {exc.caught.message}") from None
+        path = "/".join(str(p) for p in exc.absolute_path)
+        raise AssertionError(f"{kn(doc)} fails Kubernetes {version} (strict) at {path}: {exc.message}") from None
+    except kubernetes_validate.SchemaNotFoundError as exc:
+        raise AssertionError(f"{kn(doc)}: {exc.message}") from None
 
 
 # ----------------------------------------------------------------------------- custom resources
