@@ -225,7 +225,11 @@ headGroupSpec:
             {{- toYaml $v.containerSecurityContext | nindent 12 }}
           volumeMounts:
             {{- include "raydojo.volumeMounts" $root | nindent 12 }}
+{{- if not (or $c.cpuWorkers.enabled $c.gpuWorkerGroups) }}
+workerGroupSpecs: []
+{{- else }}
 workerGroupSpecs:
+{{- end }}
   {{- if $c.cpuWorkers.enabled }}
   - groupName: cpu
     replicas: {{ $c.cpuWorkers.replicas }}
