@@ -75,7 +75,7 @@ def make_env(env_id: str, seed: int, train: bool = True) -> gym.Env:
     """One environment; Atari ids get the full preprocessing stack."""
     check_env_id(env_id)
     if is_atari(env_id):
-        env = gym.make(env_id, frameskip=1, repeat_action_probability=0.0 if not train else 0.25)
+        env = gym.make(env_id, frameskip=1, repeat_action_probability=0.0)  # the paper: no sticky actions
         env = gym.wrappers.AtariPreprocessing(env, noop_max=30, frame_skip=4, screen_size=84)
         if "FIRE" in env.unwrapped.get_action_meanings():
             env = FireReset(env)

@@ -1,0 +1,1 @@
+"""The one Ray Serve application: a FastAPI ingress in front of the capability deployments."""

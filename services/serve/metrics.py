@@ -1,0 +1,3 @@
+"""Serve ingress metrics (defined in services/serve/common.py)."""
+
+from services.serve.common import LATENCY, REQUESTS  # noqa: F401 - registers the definitions
