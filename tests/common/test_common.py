@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -97,3 +98,16 @@ def test_metrics_doc_is_current():
     assert doc == M.render_doc(), "docs/metrics.md is stale: run `python -m services.common.metrics`"
     for spec in M.load_all().values():
         assert f"`{spec.scraped_name}`" in doc
+
+
+@pytest.mark.parametrize("name, n_train", [("mnist", 50_000), ("fashion", 50_000)])
+def test_packaged_datasets_load(name, n_train):
+    from services.common.data import load
+
+    x, y = load(name, "train")
+    assert x.shape == (n_train, 28, 28) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
+    assert set(np.unique(y)) == set(range(10))
+    xt, yt = load(name, "test")
+    assert xt.shape == (10_000, 28, 28) and len(yt) == 10_000
+    with pytest.raises(ValueError, match="split"):
+        load(name, "nope")
