@@ -43,7 +43,7 @@ def system_rate(env_id: str, workers: int, frames: int, envs_per_worker: int) ->
                          eval_episodes=1, envs_per_worker=envs_per_worker, checkpoint_every=10**9)
         args.validate()
         res = train(args)
-    return {"fps": res["fps"], "grads_per_s": res["grads_applied"] / res["wall_s"], "wall_s": res["wall_s"],
+    return {"fps": res["fps"], "grads_per_s": res["grads_applied"] / res["train_s"], "train_s": res["train_s"],
             "staleness_mean": res["staleness_mean"]}
 
 

@@ -214,11 +214,13 @@ class Driver:
         frames = start["frames"]
         self.next_eval = frames + a.eval_every_frames
         weights = self.ps.get_weights.remote()
+        t_loop = time.monotonic()
         with Progress(f"A3C {a.mode} {a.env}", total=a.max_frames, unit="frames") as bar:
             if a.mode == "async":
                 frames, weights = self._loop_async(frames, weights, bar)
             else:
                 frames, weights = self._loop_sync(frames, weights, bar)
+        loop_s = time.monotonic() - t_loop
         if self.reached is None:
             self._collect_eval(block=True)
             if self.reached is None:  # a final evaluation of the final weights
@@ -238,7 +240,8 @@ class Driver:
             "episodes": summary["episodes"],
             "wall_s": wall,
             "wall_s_total": start["wall_s_before"] + wall,
-            "fps": (summary["frames"] - start["frames"]) / wall,
+            "train_s": loop_s,
+            "fps": (frames - start["frames"]) / loop_s,  # training loop only (no start-up, no final eval)
             "train_return_mean_100": summary["train_return_mean_100"],
             "eval_return_mean": final["mean"],
             "eval_episodes": len(final["returns"]),

@@ -91,7 +91,10 @@ def was_restarted() -> bool:
         return False
     with warnings.catch_warnings():  # Ray 2.60 warns about its own internal actor_id use
         warnings.simplefilter("ignore")
-        return bool(ray.get_runtime_context().was_current_actor_reconstructed)
+        try:
+            return bool(ray.get_runtime_context().was_current_actor_reconstructed)
+        except AssertionError:  # not inside an actor (e.g. a driver building the class directly)
+            return False
 
 
 class RolloutWorker:
