@@ -345,7 +345,7 @@ def test_notes_name_what_the_release_created(render_set):
     assert f"port-forward svc/{FULL}-serve-svc 8000:8000" in notes
     for s in by_kind(docs, "Secret"):
         assert f"get secret {s['metadata']['name']} " in notes
-    assert "ray job submit --address http://127.0.0.1:8265 -- dojo a3c train" in notes
+    assert "ray job submit --address http://127.0.0.1:8265 --entrypoint-num-cpus 1 -- dojo a3c train" in notes
     assert 'curl -H "X-API-Key: $DOJO_API_KEY"' in notes
     off = render_set("raycluster-shared-jobs")["notes"]
     assert "get raycluster dojo-raydojo" in off and "serve-svc" not in off
@@ -393,3 +393,51 @@ def test_every_kubernetes_resource_is_labelled_for_the_release(render_set):
     for d in render_set("ci")["docs"]:
         labels = d["metadata"]["labels"]
         assert labels["app.kubernetes.io/instance"] == "dojo" and labels["team"] == "ml-platform", mc.kn(d)
+
+
+def test_a3c_entrypoints_parse_with_the_real_cli(render_set):
+    """Every A3C command the chart renders (RayJobs, NOTES) is accepted by `dojo a3c train`'s own parser."""
+    import shlex
+
+    from services.a3c.train import TrainArgs
+    from services.common.config import parse
+
+    commands = []
+    for name in ("default", "gpu", "ci", "storage-uri"):
+        r = render_set(name)
+        commands += [j["spec"]["entrypoint"] for j in by_kind(r["docs"], "RayJob")
+                     if j["metadata"]["labels"]["raydojo.io/job"] == "a3c"]
+        commands += [line.split(" -- ", 1)[1] for line in r["notes"].splitlines() if "ray job submit" in line]
+    assert len(commands) == 8
+    for cmd in commands:
+        argv = shlex.split(cmd)
+        assert argv[:3] == ["dojo", "a3c", "train"]
+        args = parse(TrainArgs, argv[3:], "dojo a3c train")  # exits 2 on a bad flag or value
+        assert args.run_dir.split("/runs/")[0] in ("/mnt/dojo", "s3://dojo-bucket/raydojo")
+
+
+def _cpus(q) -> float:
+    q = str(q)
+    return float(q[:-1]) / 1000 if q.endswith("m") else float(q)
+
+
+@pytest.mark.parametrize("name", ["default", "gpu", "ci"])
+def test_a3c_job_fits_its_cluster_at_full_scale(render_set, name):
+    """The job's Ray resource demand (workers x worker CPUs + driver, parameter-server GPUs) fits the
+    most its autoscaled cluster can offer, or the job would wait forever."""
+    import shlex
+
+    from services.a3c.train import TrainArgs
+    from services.common.config import parse
+
+    job = next(j for j in by_kind(render_set(name)["docs"], "RayJob") if j["metadata"]["name"].endswith("-a3c"))
+    args = parse(TrainArgs, shlex.split(job["spec"]["entrypoint"])[3:], "dojo a3c train")
+    cpu_need = args.workers * args.worker_cpus + job["spec"]["entrypointNumCpus"]
+    cluster = job["spec"]["rayClusterSpec"]
+    cpu_cap = _cpus(cluster["headGroupSpec"]["rayStartParams"]["num-cpus"])
+    gpu_cap = 0
+    for g in cluster["workerGroupSpecs"]:
+        limit = g["template"]["spec"]["containers"][0]["resources"]["limits"]
+        cpu_cap += g["maxReplicas"] * _cpus(limit["cpu"])
+        gpu_cap += g["maxReplicas"] * int(g["rayStartParams"].get("num-gpus", "0"))
+    assert cpu_need <= cpu_cap and args.ps_gpus <= gpu_cap, (cpu_need, cpu_cap, args.ps_gpus, gpu_cap)

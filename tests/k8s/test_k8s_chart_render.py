@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.k8s import chart_tools as ct
 from tests.k8s import manifest_checks as mc
@@ -80,3 +84,15 @@ def test_validators_catch_what_they_should(render_set, crd_schemas):
     pvc["spec"]["accessMode"] = ["ReadWriteMany"]
     with pytest.raises(AssertionError, match="accessMode"):
         mc.validate_builtin(pvc)
+
+
+def test_kubernetes_validate_cli_on_the_ci_render(render_set, tmp_path):
+    """The acceptance command itself: `kubernetes-validate -k <min version> --strict FILE` on the built-ins."""
+    cli = Path(sys.executable).parent / "kubernetes-validate"
+    docs = [d for d in render_set("ci")["docs"] if not mc.is_custom(d)]
+    f = tmp_path / "builtins.yaml"
+    f.write_text(yaml.safe_dump_all(docs))
+    p = subprocess.run([str(cli), "-k", mc.KUBE_VERSION, "--strict", str(f)], capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0 and "ERROR" not in p.stdout, p.stdout + p.stderr
+    assert p.stdout.count("INFO") == len(docs)
