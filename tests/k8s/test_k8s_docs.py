@@ -75,6 +75,9 @@ class Cluster:
             ns = argv[argv.index("-n") + 1]
             peers = values["networkPolicy"]["metricsFrom"]
             assert peers[0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] == ns
+            sets = dict(a.split("=", 1) for a in argv[argv.index("--set"):][1::2])
+            assert sets["grafana.sidecar.dashboards.searchNamespace"] == "ALL"  # dashboards live in our namespace
+            assert sets["grafana.sidecar.dashboards.folderAnnotation"] == "grafana_folder"  # dashboards.yaml
             self.namespaces.add(ns)
             self.steps.add("monitoring")
         elif argv[:3] == ["helm", "dependency", "update"]:
