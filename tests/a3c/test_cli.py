@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
-import subprocess
-import time
 import urllib.request
-from pathlib import Path
 
-import psutil
 import pytest
 
 from services.a3c import metrics as M
-from tests.conftest import BIN, REPO, run_dojo
+from tests.conftest import ray_job_submit, run_dojo
 
 
 @pytest.mark.parametrize(
@@ -68,42 +62,9 @@ def test_train_resume_and_eval_from_the_command_line(tmp_path):
     assert run_dojo("a3c", "eval", "--run-dir", str(tmp_path / "missing")).returncode == 2
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def ray_head(tmp_path_factory):
-    """A real `ray start --head` (token auth on, metrics export port), stopped afterwards."""
-    temp = Path(f"/tmp/rdj-{os.getpid()}-{int(time.time()) % 10000}")
-    gcs, dash, metrics = _free_port(), _free_port(), _free_port()
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
-    env.pop("RAY_ADDRESS", None)
-    subprocess.run(
-        [str(BIN / "ray"), "start", "--head", f"--port={gcs}", "--num-cpus=2", "--dashboard-host=127.0.0.1",
-         f"--dashboard-port={dash}", f"--metrics-export-port={metrics}", f"--temp-dir={temp}",
-         "--disable-usage-stats"],
-        check=True, env=env, capture_output=True, timeout=120,
-    )
-    yield {"dashboard": f"http://127.0.0.1:{dash}", "metrics": metrics, "env": env}
-    for proc in psutil.process_iter(["cmdline"]):  # stop only this cluster, not other Rays on the machine
-        try:
-            if any(str(temp) in part for part in proc.info["cmdline"] or []):
-                proc.kill()
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            pass
-
-
 def test_ray_job_submit_runs_the_same_entry_point(ray_head, tmp_path):
     run = tmp_path / "jobrun"
-    env = {**ray_head["env"], "RAY_AUTH_MODE": "token"}
-    p = subprocess.run(
-        [str(BIN / "ray"), "job", "submit", "--address", ray_head["dashboard"], "--working-dir", ".", "--",
-         "dojo", "a3c", "train", "--run-dir", str(run), "--target-return", "475"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
-    )
+    p = ray_job_submit(ray_head, ["dojo", "a3c", "train", "--run-dir", str(run), "--target-return", "475"])
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     assert "succeeded" in p.stdout + p.stderr
     res = json.loads((run / "result.json").read_text())

@@ -315,10 +315,23 @@ def test_prometheus_rules_pass_promtool(render_set, tmp_path):
     assert p.returncode == 0 and "SUCCESS: 4 rules found" in p.stdout, p.stdout + p.stderr
 
 
-def test_dashboards_ship_as_sidecar_configmaps(chart_copy, tmp_path, render_set):
-    assert not by_kind(render_set("default")["docs"], "ConfigMap")  # none generated yet: renders fine
+def test_shipped_dashboards_become_configmaps(render_set):
+    """Whatever deploy/grafana holds (synced into the chart; possibly nothing yet) ships, one ConfigMap each."""
+    files = sorted((ct.CHART / "dashboards").glob("*.json"))
+    cms = {c["metadata"]["name"]: c for c in by_kind(render_set("default")["docs"], "ConfigMap")}
+    assert set(cms) == {f"{FULL}-dashboard-{f.stem.lower().replace('_', '-')}" for f in files}
+    for f in files:
+        cm = cms[f"{FULL}-dashboard-{f.stem.lower().replace('_', '-')}"]
+        assert json.loads(cm["data"][f.name]) == json.loads(f.read_text())
+        assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+
+
+def test_dashboards_ship_as_sidecar_configmaps(chart_copy, tmp_path):
     chart = tmp_path / "raydojo"
     shutil.copytree(chart_copy, chart)
+    for old in (chart / "dashboards").glob("*.json"):
+        old.unlink()
+    assert not by_kind(ct.render(chart, {})["docs"], "ConfigMap")  # no dashboards: renders fine
     boards = {"ray_overview.json": {"title": "Ray overview", "panels": []},
               "a3c.json": {"title": "A3C", "panels": [{"type": "timeseries"}]}}
     for fname, body in boards.items():
@@ -333,6 +346,8 @@ def test_dashboards_ship_as_sidecar_configmaps(chart_copy, tmp_path, render_set)
         ((fname, text),) = cm["data"].items()
         assert json.loads(text) == boards[fname]
         mc.validate_builtin(cm)
+    off = ct.render(chart, {"monitoring": {"dashboards": {"enabled": False}}})["docs"]
+    assert not by_kind(off, "ConfigMap")
 
 
 # ----------------------------------------------------------------------------- notes, cross-field checks

@@ -37,12 +37,17 @@ def token_head(tmp_path_factory):
     temp = Path(f"/tmp/rdk8s-{os.getpid()}")  # short: Ray's unix sockets live under it
     home = tmp_path_factory.mktemp("home")  # no ~/.ray/auth_token from other runs
     gcs, dash = _free_port(), _free_port()
+    # every port a head binds, chosen free: other Ray clusters on this machine hold the defaults (52365, 10001)
+    ports = {flag: _free_port() for flag in (
+        "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port",
+        "metrics-export-port", "ray-client-server-port", "node-manager-port", "object-manager-port")}
     base = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     base.update(PATH=f"{BIN}:{os.environ['PATH']}", HOME=str(home))
     head_env = {**base, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
     subprocess.run(
         [str(BIN / "ray"), "start", "--head", f"--port={gcs}", "--num-cpus=2", "--dashboard-host=127.0.0.1",
-         f"--dashboard-port={dash}", f"--temp-dir={temp}", "--disable-usage-stats"],
+         f"--dashboard-port={dash}", f"--temp-dir={temp}", "--disable-usage-stats",
+         *(f"--{flag}={port}" for flag, port in ports.items())],
         check=True, env=head_env, capture_output=True, timeout=180,
     )
     yield {"address": f"http://127.0.0.1:{dash}", "token": token, "env": base}
@@ -82,12 +87,17 @@ def test_rayjob_entrypoint_runs_with_ray_job_submit(token_head, tmp_path):
     run = tmp_path / "a3c"
     env = {**token_head["env"], "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token_head["token"]}
     t0 = time.monotonic()
-    p = subprocess.run(
-        [str(BIN / "ray"), "job", "submit", "--address", token_head["address"],
-         "--entrypoint-num-cpus", str(spec["entrypoint_num_cpus"]), "--", *small_budget(spec["entrypoint"], run)],
-        env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path,
-    )
-    out = p.stdout + p.stderr
+    for _ in range(12):  # a fresh head's dashboard agent may need a moment on a busy machine
+        p = subprocess.run(
+            [str(BIN / "ray"), "job", "submit", "--address", token_head["address"],
+             "--entrypoint-num-cpus", str(spec["entrypoint_num_cpus"]), "--",
+             *small_budget(spec["entrypoint"], run)],
+            env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        )
+        out = p.stdout + p.stderr
+        if "No available agent to submit job" not in out:
+            break
+        time.sleep(5)
     assert p.returncode == 0 and "succeeded" in out, out[-4000:]
     result = json.loads((run / "result.json").read_text())
     assert result["frames"] >= 3000 and result["workers"] == 1 and result["env"] == "CartPole-v1"
