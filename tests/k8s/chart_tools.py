@@ -1,6 +1,6 @@
 """Tools for the Helm chart and the kustomize manifests, without a helm binary.
 
-    python tests/k8s/chart_tools.py sync          # copy deploy/serve + deploy/grafana into chart and k8s/base
+    python tests/k8s/chart_tools.py sync          # copy deploy/serve, deploy/grafana, deploy/prometheus/rules.yml
     python tests/k8s/chart_tools.py readme        # regenerate the values table in helm/raydojo/README.md
     python tests/k8s/chart_tools.py check         # exit 1 if a copy or the table is out of date
     python tests/k8s/chart_tools.py template [-f values.yaml ...] [--set-json JSON] [--release R] [--namespace N]
@@ -8,7 +8,8 @@
 
 One source of truth: `deploy/serve/raydojo.yaml` is the Serve config everywhere (the chart's
 `files/serve-config.yaml` and `k8s/base/serve-config.yaml` are copies), `deploy/grafana/*.json` are the
-dashboards (the chart's `dashboards/` holds copies), `helm/raydojo/values.yaml` documents every value
+dashboards (the chart's `dashboards/` holds copies), `deploy/prometheus/rules.yml` are the alerts (the
+chart's `files/alert-rules.yaml` is a copy, shipped in its PrometheusRule), `helm/raydojo/values.yaml` documents every value
 (the README table is generated from its `# --` comments).
 """
 
@@ -32,6 +33,8 @@ K8S = REPO / "k8s"
 SERVE_CONFIG = REPO / "deploy" / "serve" / "raydojo.yaml"
 JOB_SPECS = REPO / "deploy" / "jobs"
 GRAFANA = REPO / "deploy" / "grafana"
+ALERT_RULES = REPO / "deploy" / "prometheus" / "rules.yml"
+ALERT_RULES_COPY = CHART / "files" / "alert-rules.yaml"
 SERVE_COPIES = [CHART / "files" / "serve-config.yaml", K8S / "base" / "serve-config.yaml"]
 DASHBOARD_COPIES = CHART / "dashboards"
 README = CHART / "README.md"
@@ -43,20 +46,23 @@ TABLE_START, TABLE_END = "<!-- values-table:start -->", "<!-- values-table:end -
 
 def _planned_copies() -> list[tuple[Path, Path]]:
     pairs = [(SERVE_CONFIG, dst) for dst in SERVE_COPIES]
+    if ALERT_RULES.exists():
+        pairs.append((ALERT_RULES, ALERT_RULES_COPY))
     pairs += [(src, DASHBOARD_COPIES / src.name) for src in sorted(GRAFANA.glob("*.json"))]
     return pairs
 
 
-def _stale_dashboards() -> list[Path]:
+def _stale_copies() -> list[Path]:
     wanted = {p.name for p in GRAFANA.glob("*.json")}
-    return [p for p in sorted(DASHBOARD_COPIES.glob("*.json")) if p.name not in wanted]
+    stale = [p for p in sorted(DASHBOARD_COPIES.glob("*.json")) if p.name not in wanted]
+    return stale + ([ALERT_RULES_COPY] if ALERT_RULES_COPY.exists() and not ALERT_RULES.exists() else [])
 
 
 def out_of_date() -> list[str]:
     """Copies that differ from their source (or should not exist), as repo-relative paths."""
     bad = [str(dst.relative_to(REPO)) for src, dst in _planned_copies()
            if not dst.exists() or not filecmp.cmp(src, dst, shallow=False)]
-    bad += [f"{p.relative_to(REPO)} (no longer in deploy/grafana)" for p in _stale_dashboards()]
+    bad += [f"{p.relative_to(REPO)} (its source in deploy/ is gone)" for p in _stale_copies()]
     return bad
 
 
@@ -66,7 +72,7 @@ def sync() -> list[str]:
     for src, dst in _planned_copies():
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, dst)
-    for p in _stale_dashboards():
+    for p in _stale_copies():
         p.unlink()
     return changed
 
@@ -246,7 +252,7 @@ def lint(chart: Path, values: dict[str, Any]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="chart_tools", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("sync", help="copy deploy/serve and deploy/grafana into the chart and k8s/base")
+    sub.add_parser("sync", help="copy deploy/serve, deploy/grafana, deploy/prometheus/rules.yml into the chart")
     sub.add_parser("readme", help="regenerate the values table of helm/raydojo/README.md")
     sub.add_parser("check", help="exit 1 when a copy or the README table is out of date")
     t = sub.add_parser("template", help="print the rendered manifests (helm template)")

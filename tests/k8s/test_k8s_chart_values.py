@@ -51,8 +51,8 @@ BAD_VALUES = [
     ("unknown cluster mode", {"jobs": {"a3c": {"cluster": "mine"}}},
      r"at '/jobs/a3c/cluster': value must be one of 'own', 'shared'"),
     ("bad pull policy", {"image": {"pullPolicy": "Sometimes"}}, r"at '/image/pullPolicy': value must be one of"),
-    ("error ratio above 1", {"monitoring": {"prometheusRule": {"serveErrorRatio": 5}}},
-     r"serveErrorRatio': maximum: got 5, want 1"),
+    ("scrape interval not a duration", {"monitoring": {"podMonitors": {"interval": "30 seconds"}}},
+     r"at '/monitoring/podMonitors/interval': .*does not match pattern"),
     ("Ray version not x.y.z", {"rayVersion": "latest"}, r"at '/rayVersion': .*does not match pattern"),
 ]
 
