@@ -1,6 +1,11 @@
-"""The chart's job path against a real local Ray, set up the way KubeRay sets up a head with token auth:
-`ray job submit` of the RayJob's entrypoint (deploy/jobs/a3c.yaml, small budget) succeeds with the token
-and is refused without it."""
+"""The chart's paths against a real local Ray, set up the way the chart sets up a head (KubeRay's token
+auth env, the API-key Secret as DOJO_SERVE_API_KEYS, DOJO_STORAGE_ROOT):
+
+* `ray job submit` of the RayJob's entrypoint (deploy/jobs/a3c.yaml, small budget) succeeds with the
+  token and the Jobs API refuses requests without it;
+* `serve deploy` of deploy/serve/raydojo.yaml (what the RayService runs) answers the documented curl:
+  /healthz without a key, everything else only with `X-API-Key`.
+"""
 
 from __future__ import annotations
 
@@ -43,14 +48,16 @@ def token_head(tmp_path_factory):
         "metrics-export-port", "ray-client-server-port", "node-manager-port", "object-manager-port")}
     base = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     base.update(PATH=f"{BIN}:{os.environ['PATH']}", HOME=str(home))
-    head_env = {**base, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+    api_key = secrets.token_hex(20)
+    head_env = {**base, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token,
+                "DOJO_SERVE_API_KEYS": f"{api_key},second-key", "DOJO_STORAGE_ROOT": str(home / "storage")}
     subprocess.run(
         [str(BIN / "ray"), "start", "--head", f"--port={gcs}", "--num-cpus=2", "--dashboard-host=127.0.0.1",
          f"--dashboard-port={dash}", f"--temp-dir={temp}", "--disable-usage-stats",
          *(f"--{flag}={port}" for flag, port in ports.items())],
         check=True, env=head_env, capture_output=True, timeout=180,
     )
-    yield {"address": f"http://127.0.0.1:{dash}", "token": token, "env": base}
+    yield {"address": f"http://127.0.0.1:{dash}", "token": token, "env": base, "api_key": api_key}
     for proc in psutil.process_iter(["cmdline"]):  # stop only this cluster, never other Rays on the machine
         try:
             if any(str(temp) in part for part in proc.info["cmdline"] or []):
@@ -103,3 +110,35 @@ def test_rayjob_entrypoint_runs_with_ray_job_submit(token_head, tmp_path):
     assert result["frames"] >= 3000 and result["workers"] == 1 and result["env"] == "CartPole-v1"
     assert json.loads((run / "config.json").read_text())["mode"] == "async"
     assert time.monotonic() - t0 < 300
+
+
+def test_serve_config_deploys_and_answers_the_documented_curl(token_head, tmp_path):
+    import httpx
+
+    cfg = yaml.safe_load(ct.SERVE_CONFIG.read_text())
+    port = _free_port()
+    assert cfg["http_options"]["port"] == 8000
+    cfg["http_options"]["port"] = port  # the only change: 8000 may be taken on a shared machine
+    f = tmp_path / "serve.yaml"
+    f.write_text(yaml.safe_dump(cfg))
+    env = {**token_head["env"], "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token_head["token"]}
+    p = subprocess.run([str(BIN / "serve"), "deploy", str(f), "--address", token_head["address"]],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 240
+    while True:
+        try:
+            r = httpx.get(f"{base}/healthz", timeout=10)
+            if r.status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "the Serve application did not become healthy"
+        time.sleep(2)
+    assert r.json()["status"] == "ok"
+    assert httpx.get(f"{base}/docs", timeout=10).status_code == 401
+    assert httpx.get(f"{base}/docs", headers={"X-API-Key": "wrong"}, timeout=10).status_code == 401
+    ok = httpx.get(f"{base}/docs", headers={"X-API-Key": token_head["api_key"]}, timeout=10)
+    assert ok.status_code == 200 and "swagger" in ok.text.lower()
+    assert httpx.get(f"{base}/openapi.json", headers={"X-API-Key": "second-key"}, timeout=10).status_code == 200
