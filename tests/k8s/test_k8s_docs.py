@@ -5,7 +5,8 @@ is there) are parsed one by one: `helm install` is rendered with exactly its fla
 every name a later command uses (Services to port-forward, Secrets to read, RayService / RayJob to get)
 must exist in that render; `ray job submit` must run the chart's RayJob entrypoint (executed against a
 real token-protected Ray in test_k8s_job_submit.py); `curl` must hit the Serve contract's port, header
-and health route. A command no rule knows fails the test.
+and health route (answered for real after `serve deploy` of the same config in test_k8s_job_submit.py).
+A command no rule knows fails the test.
 """
 
 from __future__ import annotations
