@@ -482,3 +482,11 @@ def test_a3c_job_fits_its_cluster_at_full_scale(render_set, name):
         cpu_cap += g["maxReplicas"] * _cpus(limit["cpu"])
         gpu_cap += g["maxReplicas"] * int(g["rayStartParams"].get("num-gpus", "0"))
     assert cpu_need <= cpu_cap and args.ps_gpus <= gpu_cap, (cpu_need, cpu_cap, args.ps_gpus, gpu_cap)
+
+
+def test_gpu_values_keep_host_path_pods_out_of_the_restricted_namespace():
+    """The device plugin, GFD and NFD mount host paths; the release namespace is labelled restricted."""
+    plugin = yaml.safe_load((ct.CHART / "values-gpu.yaml").read_text())["nvidia-device-plugin"]
+    assert plugin["enabled"] and plugin["namespaceOverride"] == "kube-system"
+    assert plugin["gfd"] == {"enabled": True, "namespaceOverride": "kube-system"}
+    assert plugin["nfd"]["namespaceOverride"] == "kube-system"
