@@ -7,9 +7,11 @@ PIP    := $(BIN)/pip install -q -c constraints/cpu.txt
 SYSTEM_PACKAGES ?= prometheus espeak-ng dataset-fashion-mnist fonts-noto-core fonts-unifont fonts-freefont-ttf
 PYTEST_ARGS ?=
 RUN_DIR ?= runs/a3c-cartpole-$(shell date +%Y%m%d-%H%M%S)
+UP_ARGS ?=
+UP_STATE ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-packages run test test-slow lint bench clean
+.PHONY: help install system-packages run down train-a3c dashboards test test-slow lint clean
 
 help: ## show this help
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -31,8 +33,19 @@ system-packages: ## apt-get install the Debian packages in SYSTEM_PACKAGES (as r
 	  if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi; \
 	else echo "not root: install these Debian packages yourself: $(SYSTEM_PACKAGES)"; fi
 
-run: install ## the main job on a local Ray: A3C on CartPole-v1 until greedy return 475
+run: install ## the whole service here: Ray head, Serve app, an A3C job, Prometheus (stop with `make down`)
+	$(BIN)/dojo up $(UP_ARGS)
+
+down: ## stop what `make run` started
+	$(BIN)/dojo down $(UP_STATE)
+
+train-a3c: install ## A3C on CartPole-v1 on a local Ray until greedy return 475
 	$(BIN)/dojo a3c train --env CartPole-v1 --workers 2 --target-return 475 --run-dir $(RUN_DIR)
+
+dashboards: install ## regenerate deploy/grafana, the chart's dashboards, Prometheus rules and docs/metrics.md
+	$(BIN)/dojo dashboards render
+	$(BIN)/python -m services.platform.prometheus
+	$(BIN)/python -m services.common.metrics
 
 test: install ## the test suite (no slow tests; < 40 min on 2 cores)
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)

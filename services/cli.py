@@ -21,7 +21,12 @@ AREAS = {
     "metric": ("services.metric.cli", "deep metric learning: Siamese and Triplet networks"),
     "gcn": ("services.gcn.cli", "graph convolution networks"),
     "serve": ("services.serve.cli", "the Ray Serve application"),
-    "platform": ("services.platform.cli", "the one-machine platform (dojo up / down)"),
+    "dashboards": ("services.platform.cli", "Grafana dashboards: `dojo dashboards render`"),
+}
+# whole-platform commands without a verb: `dojo up`, `dojo down`
+TOP_LEVEL = {
+    "up": ("services.platform.up", "up_main", "start Ray, the Serve app, an A3C job and Prometheus here"),
+    "down": ("services.platform.up", "down_main", "stop what `dojo up` started"),
 }
 
 
@@ -39,6 +44,7 @@ def _available() -> dict[str, tuple[str, str]]:
 def _usage(areas: dict[str, tuple[str, str]]) -> str:
     lines = ["usage: dojo <area> <verb> [--flags]   (dojo <area> --help lists the verbs)", "", "areas:"]
     lines += [f"  {a:<10} {h}" for a, (_, h) in areas.items()]
+    lines += ["", "platform:"] + [f"  {c:<10} {h}" for c, (_, _, h) in TOP_LEVEL.items()]
     return "\n".join(lines)
 
 
@@ -49,6 +55,10 @@ def main(argv: list[str] | None = None) -> None:
         print(_usage(areas))
         raise SystemExit(0 if argv else 2)
     area, rest = argv[0], argv[1:]
+    if area in TOP_LEVEL:
+        module, func, _ = TOP_LEVEL[area]
+        getattr(importlib.import_module(module), func)(rest)
+        return
     if area not in areas:
         print(f"dojo: error: unknown area {area!r} (choose from {', '.join(areas)})", file=sys.stderr)
         raise SystemExit(2)

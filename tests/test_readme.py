@@ -7,13 +7,15 @@ import json
 import re
 import subprocess
 
-from tests.conftest import BIN, REPO, run_dojo
+from tests.conftest import REPO, run_dojo
 
 # commands whose exercise lives in another test (pattern -> test)
 COVERED_ELSEWHERE = {
     r"^ray start --head": "tests/a3c/test_cli.py::test_ray_job_submit_runs_the_same_entry_point",
     r"^RAY_AUTH_MODE=token ray job submit": "tests/a3c/test_cli.py::test_ray_job_submit_runs_the_same_entry_point",
     r"^make test( |$)": "CI runs it (.ci/run)",
+    r"^make down": "test_make_run_brings_the_platform_up_and_make_down_stops_it",
+    r"^curl http://127.0.0.1:8000/healthz": "test_make_run_brings_the_platform_up_and_make_down_stops_it",
     r"^make test-slow": "CI-equivalent slow run (make test-slow)",
 }
 
@@ -32,12 +34,14 @@ def readme_commands() -> list[str]:
 
 def test_every_readme_command_is_accounted_for():
     for cmd in readme_commands():
-        handled = cmd.startswith((".venv/bin/dojo", "make run", "make lint", "python -m services.common.metrics"))
+        handled = cmd.startswith((".venv/bin/dojo", "make run", "make train-a3c", "make lint", "make dashboards"))
         assert handled or any(re.search(p, cmd) for p in COVERED_ELSEWHERE), f"README command without a test: {cmd}"
 
 
-def test_readme_dojo_commands_run(tmp_path):
+def test_readme_dojo_commands_run(ray_local, tmp_path):
     runs = tmp_path / "runs"
+    # join the session's Ray (as `ray job submit` would) instead of paying a Ray start per command
+    address = {"RAY_ADDRESS": ray_local.get_runtime_context().gcs_address}
     n = 0
     for cmd in readme_commands():
         if not cmd.startswith(".venv/bin/dojo"):
@@ -50,23 +54,47 @@ def test_readme_dojo_commands_run(tmp_path):
                      "--worker-cpus", "0.5"]
         elif argv[:2] == ["a3c", "eval"]:
             argv += ["--episodes", "2"]
-        p = run_dojo(*argv, timeout=300)
+        p = run_dojo(*argv, timeout=300, env=address)
         assert p.returncode == 0, f"{cmd}\n{p.stderr[-3000:]}"
         n += 1
     assert n >= 5
     assert json.loads((runs / "cp" / "result.json").read_text())["frames"] >= 8000
 
 
-def test_make_run_trains_to_target(tmp_path):
-    p = subprocess.run(["make", "run", f"RUN_DIR={tmp_path}/run"], cwd=REPO, capture_output=True, text=True,
+def test_make_train_a3c_reaches_target(tmp_path):
+    p = subprocess.run(["make", "train-a3c", f"RUN_DIR={tmp_path}/run"], cwd=REPO, capture_output=True, text=True,
                        timeout=900)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
     res = json.loads((tmp_path / "run" / "result.json").read_text())
     assert res["target_reached"] and res["eval_return_mean"] >= 475
 
 
-def test_make_lint_and_metrics_doc_command():
+def test_make_run_brings_the_platform_up_and_make_down_stops_it(tmp_path):
+    import httpx
+
+    from tests.conftest import _free_port
+
+    ports = [_free_port() for _ in range(4)]
+    state = f"--state-dir {tmp_path}/platform"
+    up_args = (f"{state} --dashboard-port {ports[0]} --metrics-port {ports[1]} --serve-port {ports[2]} "
+               f"--prometheus-port {ports[3]} --job-frames 20000")
+    p = subprocess.run(["make", "run", f"UP_ARGS={up_args}"], cwd=REPO, capture_output=True, text=True, timeout=900)
+    try:
+        assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+        assert "raydojo is up" in p.stdout
+        curl = next(c for c in readme_commands() if c.startswith("curl http://127.0.0.1:8000/healthz"))
+        out = subprocess.run(curl.replace(":8000", f":{ports[2]}").split(), capture_output=True, text=True, timeout=60)
+        assert json.loads(out.stdout)["status"] == "ok"
+        assert httpx.get(f"http://127.0.0.1:{ports[2]}/docs", timeout=30).status_code == 200
+    finally:
+        d = subprocess.run(["make", "down", f"UP_STATE={state}"], cwd=REPO, capture_output=True, text=True,
+                           timeout=300)
+    assert d.returncode == 0 and "raydojo is down" in d.stdout, d.stdout + d.stderr
+
+
+def test_make_lint_and_make_dashboards():
     assert subprocess.run(["make", "lint"], cwd=REPO, capture_output=True).returncode == 0
-    before = (REPO / "docs" / "metrics.md").read_text()
-    subprocess.run([str(BIN / "python"), "-m", "services.common.metrics"], cwd=REPO, check=True, capture_output=True)
-    assert (REPO / "docs" / "metrics.md").read_text() == before
+    tracked = ["docs/metrics.md", "deploy/grafana", "deploy/prometheus", "helm/raydojo/dashboards"]
+    subprocess.run(["make", "dashboards"], cwd=REPO, check=True, capture_output=True)
+    diff = subprocess.run(["git", "status", "--porcelain", "--", *tracked], cwd=REPO, capture_output=True, text=True)
+    assert diff.stdout == "", f"generated files changed:\n{diff.stdout}"
