@@ -88,3 +88,15 @@ def ray_job_submit(head: dict, entrypoint: list[str], *, wait: bool = True, time
         if p.returncode == 0 or "No available agent" not in p.stderr or time.time() > deadline:
             return p
         time.sleep(2)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `gpu` run only where CUDA is available."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
