@@ -120,10 +120,6 @@ class TrainArgs:
             self.clip_rewards = is_atari(self.env)
 
 
-def frame_skip(args: TrainArgs) -> int:
-    return 4 if is_atari(args.env) else 1
-
-
 class Driver:
     """Owns the actors and the loop; ``run()`` returns the result dict."""
 
@@ -285,14 +281,13 @@ class Driver:
                     continue
                 weights = self.ps.apply_gradients.remote(grad_ref, info)
                 submit(i, weights)
-                frames += info["frames"] * frame_skip(a)
+                frames += info["frames"]
                 self.returns.extend(r for r, _ in info["episodes"])
             self._maybe_evaluate(frames, weights)
             bar.update(frames, episodes_ret100=float(np.mean(self.returns)) if self.returns else 0.0)
         return frames, weights  # in-flight rollouts are dropped with their actors in close()
 
     def _loop_sync(self, frames: int, weights, bar: Progress):
-        a = self.args
         t0 = time.monotonic()
         while not self._done(frames, t0):
             calls = [(i, *w.compute_gradients.remote(weights)) for i, w in enumerate(self.workers)]
@@ -307,7 +302,7 @@ class Driver:
                 weights = self.ps.get_weights.remote()
                 continue
             weights = self.ps.apply_mean.remote(infos, *grads)
-            frames += sum(i["frames"] for i in infos) * frame_skip(a)
+            frames += sum(i["frames"] for i in infos)
             for info in infos:
                 self.returns.extend(r for r, _ in info["episodes"])
             self._collect_eval()

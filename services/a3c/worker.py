@@ -18,7 +18,7 @@ import ray
 import torch
 import torch.nn.functional as F
 
-from services.a3c.envs import VecEnv
+from services.a3c.envs import VecEnv, is_atari
 from services.a3c.model import ActorCritic, flat_grad, set_flat
 
 
@@ -111,6 +111,7 @@ class RolloutWorker:
         self.model = ActorCritic(self.env.observation_space.shape, int(self.env.action_space.n),
                                  hidden=args.hidden, lstm=args.lstm)
         self.clip_rewards = args.clip_rewards
+        self.frame_skip = 4 if is_atari(args.env) else 1
         self.obs = self.env.reset()
         self.state = self.model.initial_state(self.env.n)
         self.starts = np.ones(self.env.n, dtype=bool)
@@ -170,7 +171,7 @@ class RolloutWorker:
         stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), a.max_grad_norm))
         info = {
             "version": version,
-            "frames": T * N,
+            "frames": T * N * self.frame_skip,  # Atari: agent steps x 4 (the paper's frame count)
             "episodes": episodes,
             "worker": self.index,
             **stats,

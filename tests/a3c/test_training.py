@@ -103,3 +103,26 @@ def test_killed_server_resumes_from_checkpoint(ray_local, tmp_path):
     # counters survive the crash (up to one checkpoint interval is recomputed, not lost)
     assert res["frames"] >= 60_000 - 100 * 2 * 8 * 5
     assert res["grads_applied"] > restored_version
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"lstm": True, "max_frames": 4_000},
+        {"env": "ALE/Pong-v5", "workers": 1, "envs_per_worker": 2, "max_frames": 800, "eval_episodes": 1},
+        {"optimizer": "adam", "gae_lambda": 0.95, "max_frames": 4_000},
+    ],
+    ids=["lstm", "atari-pong", "adam-gae"],
+)
+def test_variants_run_end_to_end(ray_local, tmp_path, overrides):
+    res = train(_args(tmp_path, target_return=None, eval_every_frames=10**9, **overrides))
+    assert res["frames"] >= overrides["max_frames"] and res["grads_applied"] > 0
+    assert res["eval_episodes"] == overrides.get("eval_episodes", 20)
+    assert RunDir(str(tmp_path / "run")).exists("policy.pt")
+
+
+def test_staleness_bound_drops_old_gradients(ray_local, tmp_path):
+    res = train(_args(tmp_path, target_return=None, max_frames=20_000, workers=3, worker_cpus=0.5,
+                      max_staleness=1, eval_every_frames=10**9, eval_episodes=2))
+    assert res["staleness_max"] <= 1  # applied gradients respect the bound
+    assert res["grads_applied"] + res["grads_dropped"] == pytest.approx(res["frames"] / 40, abs=3)
