@@ -1,0 +1,1 @@
+"""GAN family: DCGAN, WGAN / WGAN-GP, Conditional GAN, Pix2Pix, CycleGAN (one module each)."""
