@@ -1,0 +1,1 @@
+"""Deep metric learning: Siamese (contrastive) and Triplet networks, evaluation, embedding index, serving."""
