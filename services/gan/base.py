@@ -58,6 +58,8 @@ class GanArgs:
     """Checkpoint (and write a sample grid) every N iterations and at the end."""
     keep_checkpoints: int = 3
     """How many checkpoints to keep."""
+    device: str = "auto"
+    """Where the networks compute: auto (CUDA when visible, e.g. a Tune trial with --gpus-per-trial), cpu, cuda[:i]."""
     threads: int = 1
     """torch intra-op threads (0 = torch's default; 1 avoids oversubscription on shared CPUs and in Tune trials)."""
 
@@ -72,6 +74,17 @@ class GanArgs:
         require(self.eval_samples >= 100, f"--eval-samples must be >= 100 (got {self.eval_samples})")
         require(self.checkpoint_every >= 1, f"--checkpoint-every must be >= 1 (got {self.checkpoint_every})")
         require(self.threads >= 0, f"--threads must be >= 0 (got {self.threads})")
+        require(self.device in ("auto", "cpu") or self.device.startswith("cuda"),
+                f"--device must be auto, cpu or cuda[:i] (got {self.device!r})")
+        require(not self.device.startswith("cuda") or torch.cuda.is_available(),
+                f"--device {self.device}: CUDA is not available here")
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto`` → CUDA when a GPU is visible, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
 
 
 def seed_all(seed: int) -> None:

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from services.common.config import require
 from services.gan import quality
-from services.gan.base import GanArgs, rng_state, seed_all, set_rng_state
+from services.gan.base import GanArgs, pick_device, rng_state, seed_all, set_rng_state
 from services.gan.data import Batches, images
 
 METRIC, MODE, METRIC_LABEL = "cond_accuracy", "max", "conditional accuracy ({data})"
@@ -86,29 +86,29 @@ class Model:
     def __init__(self, args: Args):
         self.args = args
         seed_all(args.seed)
-        self.G, self.D = Generator(args.z_dim, args.g_width), Discriminator(args.d_width)
+        self.dev = pick_device(args.device)
+        self.G = Generator(args.z_dim, args.g_width).to(self.dev)
+        self.D = Discriminator(args.d_width).to(self.dev)
         betas = (args.beta1, args.beta2)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=args.lr, betas=betas)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=args.lr, betas=betas)
         self.x, self.y = images(args.data, "train")
         self.batches = Batches(len(self.x), args.batch_size, args.seed)
-        g = torch.Generator().manual_seed(1234)
-        self.fixed_z = torch.randn(80, args.z_dim, generator=g)
         self.fixed_y = torch.arange(N_CLASSES).repeat_interleave(8)  # one row of 8 per class
 
     def train_step(self) -> dict[str, float]:
         a = self.args
         for _ in range(a.d_steps):
             idx = self.batches.next()
-            real, y = self.x[idx], self.y[idx]
-            y_fake = torch.randint(0, N_CLASSES, (a.batch_size,))
-            fake = self.G(torch.randn(a.batch_size, a.z_dim), y_fake).detach()
+            real, y = self.x[idx].to(self.dev), self.y[idx].to(self.dev)
+            y_fake = torch.randint(0, N_CLASSES, (a.batch_size,), device=self.dev)
+            fake = self.G(torch.randn(a.batch_size, a.z_dim, device=self.dev), y_fake).detach()
             loss_d = d_loss(self.D(real, y), self.D(fake, y_fake))
             self.opt_d.zero_grad()
             loss_d.backward()
             self.opt_d.step()
-        y_fake = torch.randint(0, N_CLASSES, (a.batch_size,))
-        loss_g = g_loss(self.D(self.G(torch.randn(a.batch_size, a.z_dim), y_fake), y_fake))
+        y_fake = torch.randint(0, N_CLASSES, (a.batch_size,), device=self.dev)
+        loss_g = g_loss(self.D(self.G(torch.randn(a.batch_size, a.z_dim, device=self.dev), y_fake), y_fake))
         self.opt_g.zero_grad()
         loss_g.backward()
         self.opt_g.step()
@@ -118,7 +118,7 @@ class Model:
     def generate(self, y: torch.Tensor, seed: int = 99) -> torch.Tensor:
         self.G.eval()
         z = torch.randn(len(y), self.args.z_dim, generator=torch.Generator().manual_seed(seed))
-        x = self.G(z, y)
+        x = self.G(z.to(self.dev), y.to(self.dev)).cpu()
         self.G.train()
         return x
 

@@ -26,7 +26,7 @@ import torch.nn as nn
 
 from services.common.config import require
 from services.gan import quality
-from services.gan.base import GanArgs, rng_state, seed_all, set_rng_state
+from services.gan.base import GanArgs, pick_device, rng_state, seed_all, set_rng_state
 from services.gan.data import Batches, bold, images, unpaired
 
 METRIC, MODE, METRIC_LABEL = "cycle_l1", "min", "held-out cycle-reconstruction L1 ({data} plain↔bold)"
@@ -103,8 +103,9 @@ class Model:
         self.args = args
         seed_all(args.seed)
         w = args.width
-        self.G, self.F = Generator(w), Generator(w)  # G: A→B, F: B→A
-        self.D_A, self.D_B = PatchD(w), PatchD(w)
+        self.dev = pick_device(args.device)
+        self.G, self.F = Generator(w).to(self.dev), Generator(w).to(self.dev)  # G: A→B, F: B→A
+        self.D_A, self.D_B = PatchD(w).to(self.dev), PatchD(w).to(self.dev)
         betas = (args.beta1, args.beta2)
         self.opt_g = torch.optim.Adam(itertools.chain(self.G.parameters(), self.F.parameters()), lr=args.lr,
                                       betas=betas)
@@ -118,7 +119,8 @@ class Model:
         self.test_b_true = bold(self.test_a)  # the (never trained on) true B version of each test A
 
     def train_step(self) -> dict[str, float]:
-        a, b = self.a[self.batches_a.next()], self.b[self.batches_b.next()]
+        a = self.a[self.batches_a.next()].to(self.dev)
+        b = self.b[self.batches_b.next()].to(self.dev)
         p = self.args
         fake_b, fake_a = self.G(a), self.F(b)
         adv = lsgan_g(self.D_B(fake_b)) + lsgan_g(self.D_A(fake_a))
@@ -146,8 +148,9 @@ class Model:
 
     def evaluate(self) -> dict[str, float]:
         def run():
-            fake_b = self.G(self.test_a)
-            return fake_b, self.F(fake_b), self.F(self.test_b_true)
+            a, b = self.test_a.to(self.dev), self.test_b_true.to(self.dev)
+            fake_b = self.G(a)
+            return fake_b.cpu(), self.F(fake_b).cpu(), self.F(b).cpu()
 
         fake_b, rec_a, back_a = self._eval_nets(run)
         return {"cycle_l1": quality.l1(rec_a, self.test_a),
@@ -158,7 +161,7 @@ class Model:
     def samples(self) -> torch.Tensor:
         """Rows of 8: A, G(A), F(G(A)), true bold(A) — repeated twice."""
         a = self.test_a[:16]
-        fake_b, rec = self._eval_nets(lambda: (self.G(a), self.F(self.G(a))))
+        fake_b, rec = self._eval_nets(lambda: (self.G(a.to(self.dev)).cpu(), self.F(self.G(a.to(self.dev))).cpu()))
         tb = self.test_b_true[:16]
         return torch.cat([t[i : i + 8] for i in (0, 8) for t in (a, fake_b, rec, tb)])
 

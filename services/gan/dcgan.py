@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from services.common.config import require
 from services.gan import quality
-from services.gan.base import GanArgs, rng_state, seed_all, set_rng_state
+from services.gan.base import GanArgs, pick_device, rng_state, seed_all, set_rng_state
 from services.gan.data import Batches, images
 
 METRIC, MODE, METRIC_LABEL = "fd", "min", "FD-{data}"
@@ -88,7 +88,9 @@ class Model:
     def __init__(self, args: Args):
         self.args = args
         seed_all(args.seed)
-        self.G, self.D = Generator(args.z_dim, args.g_width), Discriminator(args.d_width)
+        self.dev = pick_device(args.device)
+        self.G = Generator(args.z_dim, args.g_width).to(self.dev)
+        self.D = Discriminator(args.d_width).to(self.dev)
         betas = (args.beta1, args.beta2)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=args.lr, betas=betas)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=args.lr, betas=betas)
@@ -99,13 +101,13 @@ class Model:
     def train_step(self) -> dict[str, float]:
         a = self.args
         for _ in range(a.d_steps):
-            real = self.x[self.batches.next()]
-            fake = self.G(torch.randn(a.batch_size, a.z_dim)).detach()
+            real = self.x[self.batches.next()].to(self.dev)
+            fake = self.G(torch.randn(a.batch_size, a.z_dim, device=self.dev)).detach()
             loss_d = d_loss(self.D(real), self.D(fake))
             self.opt_d.zero_grad()
             loss_d.backward()
             self.opt_d.step()
-        loss_g = g_loss(self.D(self.G(torch.randn(a.batch_size, a.z_dim))))
+        loss_g = g_loss(self.D(self.G(torch.randn(a.batch_size, a.z_dim, device=self.dev))))
         self.opt_g.zero_grad()
         loss_g.backward()
         self.opt_g.step()
@@ -115,7 +117,7 @@ class Model:
     def generate(self, n: int, seed: int = 99) -> torch.Tensor:
         self.G.eval()
         z = torch.randn(n, self.args.z_dim, generator=torch.Generator().manual_seed(seed))
-        x = self.G(z)
+        x = self.G(z.to(self.dev)).cpu()
         self.G.train()
         return x
 
@@ -126,7 +128,7 @@ class Model:
     def samples(self) -> torch.Tensor:
         with torch.no_grad():
             self.G.eval()
-            x = self.G(self.fixed_z)
+            x = self.G(self.fixed_z.to(self.dev)).cpu()
             self.G.train()
         return x
 

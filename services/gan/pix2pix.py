@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from services.common.config import require
 from services.gan import quality
-from services.gan.base import GanArgs, rng_state, seed_all, set_rng_state
+from services.gan.base import GanArgs, pick_device, rng_state, seed_all, set_rng_state
 from services.gan.data import Batches, paired
 
 METRIC, MODE, METRIC_LABEL = "l1", "min", "held-out L1 ({data} edges→image)"
@@ -80,7 +80,8 @@ class Model:
     def __init__(self, args: Args):
         self.args = args
         seed_all(args.seed)
-        self.G, self.D = UNet(args.width), PatchGAN(args.width)
+        self.dev = pick_device(args.device)
+        self.G, self.D = UNet(args.width).to(self.dev), PatchGAN(args.width).to(self.dev)
         betas = (args.beta1, args.beta2)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=args.lr, betas=betas)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=args.lr, betas=betas)
@@ -91,7 +92,7 @@ class Model:
     def train_step(self) -> dict[str, float]:
         a = self.args
         idx = self.batches.next()
-        c, real = self.c[idx], self.x[idx]
+        c, real = self.c[idx].to(self.dev), self.x[idx].to(self.dev)
         fake = self.G(c)
         d_real, d_fake = self.D(c, real), self.D(c, fake.detach())
         loss_d = (F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
@@ -111,7 +112,7 @@ class Model:
     @torch.no_grad()
     def translate(self, c: torch.Tensor) -> torch.Tensor:
         self.G.eval()
-        out = self.G(c)
+        out = torch.cat([self.G(c[i : i + 500].to(self.dev)).cpu() for i in range(0, len(c), 500)])
         self.G.train()
         return out
 

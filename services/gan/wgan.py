@@ -23,7 +23,7 @@ import torch.nn as nn
 
 from services.common.config import require
 from services.gan import quality
-from services.gan.base import GanArgs, rng_state, seed_all, set_rng_state
+from services.gan.base import GanArgs, pick_device, rng_state, seed_all, set_rng_state
 from services.gan.data import Batches, images
 
 METRIC, MODE, METRIC_LABEL = "fd", "min", "FD-{data}"
@@ -103,7 +103,7 @@ class Critic(nn.Module):
 
 def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     """E[(‖∇_x̂ f(x̂)‖₂ − 1)²] at x̂ = ε·real + (1 − ε)·fake, ε ~ U[0, 1] per sample."""
-    eps = torch.rand(real.size(0), 1, 1, 1)
+    eps = torch.rand(real.size(0), 1, 1, 1, device=real.device)
     x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
     (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
     return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
@@ -114,7 +114,9 @@ class Model:
         self.args = args
         self.gp = args.gp_lambda > 0
         seed_all(args.seed)
-        self.G, self.D = Generator(args.z_dim, args.g_width), Critic(args.d_width)
+        self.dev = pick_device(args.device)
+        self.G = Generator(args.z_dim, args.g_width).to(self.dev)
+        self.D = Critic(args.d_width).to(self.dev)
         if self.gp:
             betas = (args.beta1, args.beta2)
             self.opt_g = torch.optim.Adam(self.G.parameters(), lr=args.lr, betas=betas)
@@ -129,8 +131,8 @@ class Model:
     def train_step(self) -> dict[str, float]:
         a = self.args
         for _ in range(a.n_critic):
-            real = self.x[self.batches.next()]
-            fake = self.G(torch.randn(a.batch_size, a.z_dim)).detach()
+            real = self.x[self.batches.next()].to(self.dev)
+            fake = self.G(torch.randn(a.batch_size, a.z_dim, device=self.dev)).detach()
             w_est = self.D(real).mean() - self.D(fake).mean()
             loss_d = -w_est
             if self.gp:
@@ -143,7 +145,7 @@ class Model:
                 with torch.no_grad():
                     for p in self.D.parameters():
                         p.clamp_(-a.clip, a.clip)
-        loss_g = -self.D(self.G(torch.randn(a.batch_size, a.z_dim))).mean()
+        loss_g = -self.D(self.G(torch.randn(a.batch_size, a.z_dim, device=self.dev))).mean()
         self.opt_g.zero_grad()
         loss_g.backward()
         self.opt_g.step()
@@ -156,7 +158,7 @@ class Model:
     def generate(self, n: int, seed: int = 99) -> torch.Tensor:
         self.G.eval()
         z = torch.randn(n, self.args.z_dim, generator=torch.Generator().manual_seed(seed))
-        x = self.G(z)
+        x = self.G(z.to(self.dev)).cpu()
         self.G.train()
         return x
 
@@ -167,7 +169,7 @@ class Model:
     def samples(self) -> torch.Tensor:
         with torch.no_grad():
             self.G.eval()
-            x = self.G(self.fixed_z)
+            x = self.G(self.fixed_z.to(self.dev)).cpu()
             self.G.train()
         return x
 

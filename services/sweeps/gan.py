@@ -5,9 +5,10 @@ Each trial rebuilds the model's own ``Args`` dataclass from the trial config
 ``--max-iters`` iterations of ``--steps-per-iter`` updates and reports the model's quality
 metric (FD for dcgan/wgan/wgan-gp, conditional accuracy for cgan, held-out L1 for pix2pix,
 cycle-reconstruction L1 for cyclegan) with a checkpoint (state + sample grid) every iteration.
-Schedulers: ASHA (early-stops poor trials), PBT (exploits good trials' checkpoints and
-perturbs lr / betas / λ), or none. ``--resume`` continues an interrupted sweep with
-``Tuner.restore``. ``result.json``: best_config, best_metric, worst_metric, metric_name,
+Schedulers: ASHA (early-stops poor trials) and none run through the shared runner
+``services.sweeps.tune_runner.run_sweep``; PBT (exploits good trials' checkpoints and
+perturbs lr / betas / λ) is added here, since the shared runner has no PBT. ``--resume``
+continues an interrupted sweep with ``Tuner.restore``. ``result.json``: best_config, best_metric, worst_metric, metric_name,
 metric, mode, trials, wall_s; ``best_samples.png`` is the best trial's sample grid.
 
 Every configuration of the search space's corners is validated before Ray starts, so a bad
@@ -18,9 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -28,7 +27,7 @@ from typing import Any, Literal
 import torch
 
 from services.common.config import ConfigError, fail, parse, rebuild, require
-from services.common.progress import log, setup_logging
+from services.common.progress import setup_logging
 from services.common.rundir import RunDir
 
 PROG = "dojo sweep gan"
@@ -73,12 +72,14 @@ class SweepArgs:
     """λ_cyc choices (cyclegan; λ_id = λ_cyc / 2)."""
     grace_period: int = 2
     """ASHA: iterations every trial runs before it can be stopped."""
+    reduction_factor: int = 2
+    """ASHA: keep the best 1/reduction_factor of the trials at each rung."""
     perturbation_interval: int = 2
     """PBT: iterations between exploit/explore steps."""
     cpus_per_trial: float = 1.0
     """Logical CPUs reserved per trial."""
     gpus_per_trial: float = 0.0
-    """GPUs reserved per trial (fractions allowed). Note: the models currently compute on CPU."""
+    """GPUs reserved per trial (fractions allowed); a trial's models then compute on CUDA (--device auto)."""
     max_concurrent: int = 0
     """Trials running at once (0 = as many as the resources allow)."""
     seed: int = 0
@@ -94,6 +95,7 @@ class SweepArgs:
         require(self.cpus_per_trial > 0, f"--cpus-per-trial must be > 0 (got {self.cpus_per_trial})")
         require(self.gpus_per_trial >= 0, f"--gpus-per-trial must be >= 0 (got {self.gpus_per_trial})")
         require(self.grace_period >= 1, f"--grace-period must be >= 1 (got {self.grace_period})")
+        require(self.reduction_factor >= 2, f"--reduction-factor must be >= 2 (got {self.reduction_factor})")
         require(self.perturbation_interval >= 1, "--perturbation-interval must be >= 1")
         require(self.max_concurrent >= 0, f"--max-concurrent must be >= 0 (got {self.max_concurrent})")
         for name in ("beta1", "n_critic", "gp_lambda", "l1_lambda", "lambda_cyc"):
@@ -157,33 +159,32 @@ def search_space(a: SweepArgs) -> dict[str, Any]:
     return space
 
 
-def trainable(config: dict[str, Any], model: str, base: dict[str, Any]) -> None:
-    """One trial: rebuild the model's Args from the trial config, train, report every iteration."""
-    from ray import tune
+def make_trainable(model: str):
+    """The Tune function trainable of one model: rebuild its Args, train, report every iteration."""
 
-    from services.gan.base import grid_png, run_iteration
-    from services.gan.train import model_module
+    def gan_trial(config: dict[str, Any]) -> None:
+        from services.gan.base import grid_png, run_iteration
+        from services.gan.train import model_module
+        from services.sweeps.tune_runner import report, restore_state, trial_args
 
-    torch.set_num_threads(1)
-    mod = model_module(model)
-    args = rebuild(args_class(model), {**base, **config})
-    net = mod.Model(args)
-    start = 0
-    if (ckpt := tune.get_checkpoint()) is not None:
-        with ckpt.as_directory() as d:
-            state = torch.load(Path(d) / "state.pt", map_location="cpu", weights_only=False)
-        net.load_state_dict(state["model"])
-        start = state["iter"]
-        for opt in (net.opt_g, net.opt_d):  # PBT may have perturbed lr: the trial config wins
-            for g in opt.param_groups:
-                g["lr"] = args.lr
-    for it in range(start, args.iters):
-        losses = run_iteration(net, args.steps_per_iter)
-        metrics = net.evaluate()
-        with tempfile.TemporaryDirectory() as d:
-            torch.save({"model": net.state_dict(), "iter": it + 1}, Path(d) / "state.pt")
-            (Path(d) / "samples.png").write_bytes(grid_png(net.samples()))
-            tune.report({**metrics, **losses, "iter": it + 1}, checkpoint=tune.Checkpoint.from_directory(d))
+        torch.set_num_threads(1)
+        args = trial_args(args_class(model), config)
+        net = model_module(model).Model(args)
+        start = 0
+        if (state := restore_state()) is not None:
+            net.load_state_dict(state["model"])
+            start = state["iter"]
+            for opt in (net.opt_g, net.opt_d):  # PBT may have perturbed lr: the trial config wins
+                for g in opt.param_groups:
+                    g["lr"] = args.lr
+        for it in range(start, args.iters):
+            losses = run_iteration(net, args.steps_per_iter)
+            metrics = net.evaluate()
+            report({**metrics, **losses, "iter": it + 1},
+                   {"model": net.state_dict(), "iter": it + 1, "samples_png": grid_png(net.samples())})
+
+    gan_trial.__name__ = gan_trial.__qualname__ = f"gan_{model.replace('-', '_')}"
+    return gan_trial
 
 
 def _scheduler(a: SweepArgs, metric: str, mode: str):
@@ -203,77 +204,75 @@ def _scheduler(a: SweepArgs, metric: str, mode: str):
     return FIFOScheduler()
 
 
+def _pbt(a: SweepArgs, spec, run_dir: RunDir) -> None:
+    """PBT through Tune directly (the shared runner offers ASHA and none)."""
+    from ray import tune
+    from ray.tune.search import BasicVariantGenerator
+
+    from services.sweeps.tune_runner import EXPERIMENT, experiment_path
+
+    fn = tune.with_resources(spec.trainable, {"cpu": a.cpus_per_trial, "gpu": a.gpus_per_trial})
+    if a.resume:
+        tuner = tune.Tuner.restore(experiment_path(run_dir), fn, resume_unfinished=True, resume_errored=True)
+    else:
+        tuner = tune.Tuner(fn, param_space=spec.param_space, tune_config=tune.TuneConfig(
+            metric=spec.metric, mode=spec.mode, num_samples=a.num_samples, scheduler=_scheduler(a, spec.metric, spec.mode),
+            max_concurrent_trials=a.max_concurrent or None, search_alg=BasicVariantGenerator(random_state=a.seed)),
+            run_config=tune.RunConfig(name=EXPERIMENT, storage_path=run_dir.root,
+                                      checkpoint_config=tune.CheckpointConfig(num_to_keep=2), verbose=1))
+    tuner.fit()
+
+
 def sweep(a: SweepArgs) -> dict[str, Any]:
     from ray import tune
 
     from services.common.ray_utils import init_ray, shutdown_ray_if_local
-    from services.common.tune_metrics import SweepMetrics
     from services.gan.train import metric_label, model_module
+    from services.sweeps.tune_runner import SweepSpec, check_resume, experiment_path, run_sweep
 
     mod = model_module(a.model)
     metric, mode = mod.METRIC, mod.MODE
-    run_dir = RunDir(a.run_dir).ensure_writable()
-    storage = os.path.abspath(a.run_dir)
-    exp_path = os.path.join(storage, "tune")
+    run_dir = RunDir(a.run_dir)
+    check_resume(run_dir, a.resume)
+    run_dir.ensure_writable()
+    spec = SweepSpec(family="gan", trainable=make_trainable(a.model),
+                     param_space={**base_config(a), **search_space(a)}, metric=metric, mode=mode,
+                     max_t=a.max_iters)
     init_ray()
     t0 = time.time()
-    fn = tune.with_resources(tune.with_parameters(trainable, model=a.model, base=base_config(a)),
-                             {"cpu": a.cpus_per_trial, "gpu": a.gpus_per_trial})
     try:
-        if a.resume and tune.Tuner.can_restore(exp_path):
-            log.info("resuming sweep from %s", exp_path)
-            tuner = tune.Tuner.restore(exp_path, trainable=fn, resume_unfinished=True, resume_errored=True)
+        if a.scheduler == "pbt":
+            _pbt(a, spec, run_dir)
+            shared: dict[str, Any] = {}
         else:
-            if a.resume:
-                log.info("nothing to resume in %s: starting a new sweep", exp_path)
-            from ray.tune.search import BasicVariantGenerator
-
-            tuner = tune.Tuner(
-                fn,
-                param_space=search_space(a),
-                tune_config=tune.TuneConfig(
-                    num_samples=a.num_samples, scheduler=_scheduler(a, metric, mode),
-                    search_alg=BasicVariantGenerator(random_state=a.seed),
-                    max_concurrent_trials=a.max_concurrent or None,
-                    # a scheduler needs metric/mode itself; FIFO (none) gets them here
-                    **({"metric": metric, "mode": mode} if a.scheduler == "none" else {}),
-                ),
-                run_config=tune.RunConfig(
-                    storage_path=storage, name="tune",
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-                    callbacks=[SweepMetrics(os.path.basename(storage.rstrip("/")) or "gan", "gan", metric, mode)],
-                    verbose=1,
-                ),
-            )
-        results = tuner.fit()
-    finally:
+            shared = run_sweep(spec, a, run_dir, a.resume)
         wall = time.time() - t0
-    scored = [r for r in results if r.metrics and metric in r.metrics]
-    if not scored:
-        errors = [str(r.error) for r in results if r.error]
-        shutdown_ray_if_local()
-        raise RuntimeError(f"no trial reported {metric}: {errors[:1]}")
-    # a trial's score = its best reported value over all iterations
-    def best_of(r) -> float:
-        col = r.metrics_dataframe[metric]
-        return float(col.min() if mode == "min" else col.max())
+        grid = tune.Tuner.restore(experiment_path(run_dir), spec.trainable).get_results()
+        scored = [r for r in grid if r.metrics_dataframe is not None and metric in r.metrics_dataframe]
+        if not scored:
+            raise RuntimeError(f"no trial reported {metric}: {[str(r.error) for r in grid if r.error][:1]}")
 
-    ranked = sorted(scored, key=lambda r: best_of(r) if mode == "min" else -best_of(r))
-    best, worst = ranked[0], ranked[-1]
-    best_ckpt = best.get_best_checkpoint(metric, mode) or best.checkpoint
-    if best_ckpt is not None:
-        with best_ckpt.as_directory() as d:
-            if (Path(d) / "samples.png").exists():
-                run_dir.write_bytes("best_samples.png", (Path(d) / "samples.png").read_bytes())
-    result = {
-        "model": a.model, "scheduler": a.scheduler, "metric_name": metric_label(a.model, a.data),
-        "metric": metric, "mode": mode, "best_metric": best_of(best), "worst_metric": best_of(worst),
-        "best_config": {k: v for k, v in best.config.items()}, "best_trial": best.path.rsplit("/", 1)[-1],
-        "trials": len(results), "trials_with_metric": len(scored),
-        "iterations": int(sum(len(r.metrics_dataframe) for r in scored)), "wall_s": wall,
-    }
-    run_dir.write_json("result.json", result)
-    shutdown_ray_if_local()
+        def best_of(r) -> float:  # a trial's score = its best reported value over all iterations
+            col = r.metrics_dataframe[metric]
+            return float(col.min() if mode == "min" else col.max())
+
+        ranked = sorted(scored, key=lambda r: best_of(r) if mode == "min" else -best_of(r))
+        best, worst = ranked[0], ranked[-1]
+        if (ckpt := best.get_best_checkpoint(metric, mode) or best.checkpoint) is not None:
+            with ckpt.as_directory() as d:
+                state = torch.load(Path(d) / "state.pt", map_location="cpu", weights_only=False)
+            run_dir.write_bytes("best_samples.png", state["samples_png"])
+        searched = set(search_space(a))
+        result = {
+            **shared, "model": a.model, "scheduler": a.scheduler, "metric_name": metric_label(a.model, a.data),
+            "metric": metric, "mode": mode, "best_metric": best_of(best), "worst_metric": best_of(worst),
+            "best_config": {k: v for k, v in best.config.items() if k in searched},
+            "trials": len(grid), "trials_with_metric": len(scored),
+            "iterations": int(sum(len(r.metrics_dataframe) for r in scored)), "wall_s": wall,
+        }
+        run_dir.write_json("result.json", result)
+    finally:
+        shutdown_ray_if_local()
     return result
 
 
@@ -283,8 +282,11 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     try:
         result = sweep(args)
-    except RuntimeError as exc:
+    except ConfigError as exc:
         fail(PROG, str(exc))
+    except RuntimeError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        raise SystemExit(1) from exc
     print(f"sweep {args.model}: best {result['metric_name']} = {result['best_metric']:.4g} "
           f"(worst {result['worst_metric']:.4g}) over {result['trials']} trials in {result['wall_s']:.0f} s "
           f"-> {args.run_dir}/result.json")
