@@ -46,7 +46,7 @@ def test_kuberay_admission_rules(render_set, name):
     assert not violations, "\n".join(violations)
 
 
-@pytest.mark.parametrize("name", ["default", "gpu", "ci", "raycluster-shared-jobs"])
+@pytest.mark.parametrize("name", ["default", "gpu-values", "ci", "raycluster-shared-jobs"])
 def test_lint_is_clean(chart_copy, name):
     files, overrides = VALUE_SETS[name]
     result = ct.lint(chart_copy, ct.load_values(*files, overrides=overrides))

@@ -85,7 +85,7 @@ def test_example_job_is_the_deploy_jobs_spec():
 
 def test_gpu_overlay_matches_the_charts_gpu_values(render_set):
     docs = list(_kustomize("overlays/gpu"))
-    chart = render_set("gpu")["docs"]
+    chart = render_set("gpu-values")["docs"]
     assert one(docs, "RayJob")["spec"]["entrypoint"] == one(chart, "RayJob")["spec"]["entrypoint"]
     k_groups = {g["groupName"]: g for g in one(docs, "RayService")["spec"]["rayClusterConfig"]["workerGroupSpecs"]}
     c_groups = {g["groupName"]: g for g in one(chart, "RayService")["spec"]["rayClusterConfig"]["workerGroupSpecs"]}
