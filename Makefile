@@ -11,7 +11,7 @@ UP_ARGS ?=
 UP_STATE ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-packages run down train-a3c dashboards test test-slow lint clean
+.PHONY: help install system-packages run down train-a3c dashboards chart-sync test test-k8s test-slow lint clean
 
 help: ## show this help
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -46,9 +46,17 @@ dashboards: install ## regenerate deploy/grafana, the chart's dashboards, Promet
 	$(BIN)/dojo dashboards render
 	$(BIN)/python -m services.platform.prometheus
 	$(BIN)/python -m services.common.metrics
+	$(MAKE) --no-print-directory chart-sync
+
+chart-sync: ## copy deploy/serve, deploy/grafana, deploy/prometheus/rules.yml into the chart and k8s/base; regenerate the chart README table
+	$(BIN)/python tests/k8s/chart_tools.py sync
+	$(BIN)/python tests/k8s/chart_tools.py readme
 
 test: install ## the test suite (no slow tests; < 40 min on 2 cores)
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+test-k8s: install ## render, lint and validate the Helm chart and k8s/ manifests (no cluster needed)
+	$(BIN)/pytest -m k8s tests/k8s $(PYTEST_ARGS)
 
 test-slow: install ## long quality runs
 	$(BIN)/pytest -m slow $(PYTEST_ARGS)

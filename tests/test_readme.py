@@ -11,6 +11,8 @@ from tests.conftest import REPO, run_dojo
 
 # commands whose exercise lives in another test (pattern -> test)
 COVERED_ELSEWHERE = {
+    r'^(docker (build|push) |helm (repo add|install|dependency update) |kubectl |export (RAY_AUTH_MODE|RAY_AUTH_TOKEN|DOJO_API_KEY)=|curl -H "X-API-Key|ray job submit --address http://127\.0\.0\.1:8265 )':
+        "tests/k8s/test_k8s_docs.py::test_readme_install_section_when_present",
     r"^ray start --head": "tests/a3c/test_cli.py::test_ray_job_submit_runs_the_same_entry_point",
     r"^RAY_AUTH_MODE=token ray job submit": "tests/a3c/test_cli.py::test_ray_job_submit_runs_the_same_entry_point",
     r"^make test( |$)": "CI runs it (.ci/run)",
