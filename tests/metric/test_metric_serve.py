@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
+import subprocess
 
 import httpx
 import numpy as np
@@ -96,3 +98,29 @@ def test_missing_checkpoint_is_a_startup_error(tmp_path):
 
     with pytest.raises(StartupError, match=r"model.pt is missing.*dojo metric train"):
         bind(AppArgs(embed_checkpoint=str(tmp_path / "nothing")))
+
+
+def doc_curl_lines() -> list[str]:
+    lines = []
+    for doc in ("docs/metric.md", "docs/gcn.md"):
+        for block in re.findall(r"```bash\n(.*?)```", (REPO / doc).read_text(), re.S):
+            lines += [ln.strip() for ln in block.splitlines() if ln.strip().startswith("curl ")]
+    return lines
+
+
+def test_doc_curl_examples(url):
+    """The curl lines of docs/metric.md and docs/gcn.md (the README's serving examples), run as written
+    against this test's app (only the host/prefix is rewritten)."""
+    lines = doc_curl_lines()
+    assert len(lines) == 3
+    answers = {}
+    for line in lines:
+        cmd = line.replace("http://127.0.0.1:8000", url)
+        p = subprocess.run(["bash", "-c", cmd + " -w '\\n%{http_code}'"], capture_output=True, text=True, cwd=REPO,
+                           timeout=120)
+        body, code = p.stdout.rsplit("\n", 1)
+        assert p.returncode == 0 and code == "200", (line, p.stdout[-500:], p.stderr[-500:])
+        answers[re.search(r"/v1/[a-z/]+", line).group(0)] = json.loads(body)
+    assert answers["/v1/embed"]["nearest_class"] == 7 and answers["/v1/embed"]["dim"] == 32
+    assert answers["/v1/similar"]["neighbours"][0]["item"] == 0 and answers["/v1/similar"]["neighbours"][0]["label"] == 7
+    assert answers["/v1/graph/classify"]["labels"] == [0, 0, 0, 1, 1, 1]
