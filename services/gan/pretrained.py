@@ -24,7 +24,7 @@ GENERATORS = {"cyclegan": ("G", "F")}  # modules whose generator is not just `G`
 
 def _save(model, name: str, args, steps: int, out: str, command: str) -> None:
     nets = GENERATORS.get(name, ("G",))
-    state = {"model": name, "args": to_dict(args), "steps": steps, "command": command,
+    state = {"model": name, "args": to_dict(args), "steps": steps, "command": command.format(steps=steps),
              **{k: getattr(model, k).state_dict() for k in nets}}
     tmp = f"{out}.tmp{os.getpid()}"
     torch.save(state, tmp)
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     args = rebuild(args_class(a.model), {"seed": a.seed, "run_dir": "unused"})
     model = model_module(a.model).Model(args)
-    command = f"python -m services.gan.pretrained --model {a.model} --steps {a.steps} --out {a.out}"
+    command = f"python -m services.gan.pretrained --model {a.model} --steps {{steps}} --out {a.out}"
     t0 = time.time()
     for step in range(1, a.steps + 1):
         model.train_step()
