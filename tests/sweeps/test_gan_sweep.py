@@ -75,7 +75,7 @@ def test_asha_sweep_best_beats_worst(tmp_path, ray_tmp):
     run = tmp_path / "asha"
     p = subprocess.run(sweep_cmd(*TINY, "--scheduler", "asha", "--num-samples", "4", "--max-iters", "4",
                                  "--lr-min", "1e-5", "--lr-max", "3e-3", "--run-dir", str(run)),
-                       capture_output=True, text=True, cwd=REPO, env=_env(ray_tmp), timeout=600)
+                       capture_output=True, text=True, cwd=REPO, env=_env(ray_tmp), timeout=900)
     assert p.returncode == 0, p.stderr[-3000:]
     r = json.loads((run / "result.json").read_text())
     assert r["trials"] == 4 and r["metric"] == "l1" and r["mode"] == "min"
@@ -90,7 +90,7 @@ def test_killed_sweep_resumes_and_completes(tmp_path, ray_tmp):
     argv = [*TINY, "--scheduler", "none", "--num-samples", "2", "--max-iters", "6", "--run-dir", str(run)]
     proc = subprocess.Popen(sweep_cmd(*argv), cwd=REPO, env=_env(ray_tmp), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 400
+    deadline = time.time() + 800
     try:  # wait until some trial has checkpointed at least once, then SIGKILL the whole sweep
         while time.time() < deadline and not list((run / "tune").glob("*/checkpoint_*")):
             assert proc.poll() is None, "sweep ended before it could be killed"
@@ -102,7 +102,7 @@ def test_killed_sweep_resumes_and_completes(tmp_path, ray_tmp):
         _kill_ray_under(ray_tmp)
     assert not (run / "result.json").exists()
     p = subprocess.run(sweep_cmd(*argv, "--resume"), capture_output=True, text=True, cwd=REPO,
-                       env=_env(ray_tmp), timeout=600)
+                       env=_env(ray_tmp), timeout=900)
     assert p.returncode == 0, p.stderr[-3000:]
     assert "resuming sweep" in p.stderr
     r = json.loads((run / "result.json").read_text())
