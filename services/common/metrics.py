@@ -105,7 +105,6 @@ def load_all() -> dict[str, MetricSpec]:
 
     import services
 
-    importlib.import_module("services.common.tune_metrics")
     for mod in pkgutil.iter_modules(services.__path__):
         if mod.ispkg:
             try:

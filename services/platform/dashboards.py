@@ -84,18 +84,17 @@ A3C = Dashboard(
 SWEEPS = Dashboard(
     uid="raydojo-sweeps",
     title="Sweeps: GAN and MAML",
-    extra_vars=(("sweep", f"label_values(ray_dojo_sweep_trials{{{SEL}}}, sweep)"),),
+    extra_vars=(("sweep", f"label_values(ray_dojo_sweep_trial_results_total{{{SEL}}}, sweep)"),),
     panels=(
-        _p("Trials by status", f'sum by (status) (ray_dojo_sweep_trials{{{SEL}, sweep=~"$sweep"}})', "{{status}}",
+        _p("Trials finished by status",
+           f'sum by (status) (ray_dojo_sweep_trials_finished_total{{{SEL}, sweep=~"$sweep"}})', "{{status}}",
            kind="stat"),
-        _p("Best metric so far", f'max by (sweep, metric) (ray_dojo_sweep_best_metric{{{SEL}, sweep=~"$sweep"}})',
-           "{{sweep}} {{metric}}"),
-        _p("Metric per trial", f'max by (trial) (ray_dojo_sweep_trial_metric{{{SEL}, sweep=~"$sweep"}})',
-           "{{trial}}"),
-        _p("Trial iterations per minute",
-           f'sum by (sweep) (rate(ray_dojo_sweep_iterations_total{{{SEL}, sweep=~"$sweep"}}[1m])) * 60',
+        _p("Best metric so far", f'max by (sweep, family) (ray_dojo_sweep_best_metric{{{SEL}, sweep=~"$sweep"}})',
+           "{{family}} {{sweep}}"),
+        _p("Trial results per minute",
+           f'sum by (sweep) (rate(ray_dojo_sweep_trial_results_total{{{SEL}, sweep=~"$sweep"}}[1m])) * 60',
            "{{sweep}}"),
-        _p("Tune trial actors alive", f'sum(ray_actors{{{SEL}, State="ALIVE"}})', "alive actors"),
+        _p("Trial actors alive", f'sum(ray_actors{{{SEL}, State="ALIVE"}})', "alive actors"),
     ),
 )
 
