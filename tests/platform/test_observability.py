@@ -1,7 +1,7 @@
 """Dashboards and alerts against a real Prometheus scraping a real run.
 
-A `ray start --head` with a metrics export port runs a short A3C job (through the Jobs
-API, as on a cluster), the Serve application answers requests, and Prometheus (Debian
+A `ray start --head` with a metrics export port runs a short A3C job and a 2-trial GAN
+sweep (through the Jobs API, as on a cluster), the Serve application answers requests, and Prometheus (Debian
 package, loopback) scrapes Ray's metrics port with the labels the Helm chart attaches.
 Then every dashboard panel's PromQL is evaluated through Prometheus's HTTP API: each must
 be valid and return data (panels that need a GPU or DCGM: valid only).
@@ -95,6 +95,12 @@ def test_every_panel_returns_data_from_a_real_run(ray_head, prom, tmp_path):
     sub = ray_job_submit(ray_head, ["dojo", "a3c", "train", "--run-dir", str(tmp_path / "a3c"), "--max-frames",
                                     "120000", "--checkpoint-every", "100"], wait=False, timeout=120)
     assert sub.returncode == 0, sub.stderr[-2000:]
+    # ... and a 2-trial sweep (it waits for CPUs until the A3C job is done)
+    sweep = ray_job_submit(ray_head, ["dojo", "sweep", "gan", "--model", "dcgan", "--scheduler", "none",
+                                      "--num-samples", "2", "--max-iters", "3", "--steps-per-iter", "5",
+                                      "--eval-samples", "100", "--cpus-per-trial", "0.5",
+                                      "--run-dir", str(tmp_path / "sweep")], wait=False, timeout=120)
+    assert sweep.returncode == 0, sweep.stderr[-2000:]
     # 2) the Serve application (the same builder as deploy/serve), on its own port
     http_port = _free_port()
     cfg = yaml.safe_load((REPO / "deploy" / "serve" / "raydojo.yaml").read_text())
@@ -117,22 +123,21 @@ def test_every_panel_returns_data_from_a_real_run(ray_head, prom, tmp_path):
     for _ in range(30):
         assert httpx.get(f"{url}/healthz", timeout=10).status_code == 200
         httpx.post(f"{url}/v1/nope", timeout=10)  # 404s feed the status panels
-    # 3) wait for the job, then let Ray export and Prometheus scrape
-    job_id = sub.stdout.split("raysubmit_")[1].split()[0].strip("'\"")
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        st = subprocess.run([ray, "job", "status", "--address", ray_head["dashboard"], f"raysubmit_{job_id}"],
-                            env=env, capture_output=True, text=True).stdout.lower()
-        if "succeeded" in st or "failed" in st or "stopped" in st:
-            break
-        time.sleep(3)
-    assert "succeeded" in st, st
+    # 3) wait for the jobs, then let Ray export and Prometheus scrape
+    for submitted in (sub, sweep):
+        job_id = "raysubmit_" + submitted.stdout.split("raysubmit_")[1].split()[0].strip("'\"")
+        deadline = time.time() + 600
+        while time.time() < deadline:
+            st = subprocess.run([ray, "job", "status", "--address", ray_head["dashboard"], job_id],
+                                env=env, capture_output=True, text=True).stdout.lower()
+            if "succeeded" in st or "failed" in st or "stopped" in st:
+                break
+            time.sleep(3)
+        assert "succeeded" in st, st
     time.sleep(15)
     # 4) every panel through Prometheus's HTTP API
     empty = []
     for d in dashboards.DASHBOARDS:
-        if d is dashboards.SWEEPS:
-            continue  # checked in test_sweep_panels_return_data
         for p in d.panels:
             for t in p.targets:
                 expr = t.expr
