@@ -1,13 +1,13 @@
 """Conditional GAN (Mirza & Osindero 2014): G(z | y) and D(x | y) — choose the digit.
 
 The label enters both players: the generator sees [z, onehot(y)], the discriminator sees the
-image stacked with ten constant one-hot label planes (B, 1 + 10, 28, 28) and adds a projection
-term ⟨embed(y), φ(x)⟩ to its logit, so it can reject a well-drawn digit of the wrong class. Losses are DCGAN's BCE form (non-saturating G).
+image stacked with ten constant one-hot label planes (B, 1 + 10, 28, 28), so it can reject a
+well-drawn digit of the wrong class. Losses are DCGAN's BCE form (non-saturating G).
 Quality: *conditional accuracy* — the project's classifier (``services.gan.quality``) reads
 back the class that was asked for (100 samples per class); plus FD and IS.
 
     G: [z, y] (B, Z + 10) → FC → (B, 2w, 7, 7) → ConvT (B, w, 14, 14) → ConvT (B, 1, 28, 28), tanh
-    D: [x, y-planes] (B, 11, 28, 28) → Conv (B, w, 14, 14) → Conv (B, 2w, 7, 7) = φ → FC(φ) + ⟨E y, φ⟩
+    D: [x, y-planes] (B, 11, 28, 28) → Conv (B, w, 14, 14) → Conv (B, 2w, 7, 7) → FC → logit
 """
 
 from __future__ import annotations
@@ -60,23 +60,17 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """Label planes at the input, plus a projection term ⟨embed(y), φ(x)⟩ (Miyato & Koyama 2018),
-    which makes the class evidence reach the logit directly and the conditioning learn faster."""
-
     def __init__(self, w: int):
         super().__init__()
-        self.phi = nn.Sequential(
+        self.net = nn.Sequential(
             nn.Conv2d(1 + N_CLASSES, w, 4, 2, 1), nn.LeakyReLU(0.2),  # (B, w, 14, 14)
             nn.Conv2d(w, 2 * w, 4, 2, 1), nn.BatchNorm2d(2 * w), nn.LeakyReLU(0.2),  # (B, 2w, 7, 7)
-            nn.Flatten(),  # (B, 2w·49)
+            nn.Flatten(), nn.Linear(2 * w * 7 * 7, 1),
         )
-        self.out = nn.Linear(2 * w * 7 * 7, 1)
-        self.embed = nn.Embedding(N_CLASSES, 2 * w * 7 * 7)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         planes = F.one_hot(y, N_CLASSES).float()[:, :, None, None].expand(-1, -1, x.size(2), x.size(3))
-        h = self.phi(torch.cat([x, planes], 1))
-        return self.out(h).squeeze(1) + (self.embed(y) * h).sum(1)  # (B,) logits
+        return self.net(torch.cat([x, planes], 1)).squeeze(1)  # (B,) logits
 
 
 def d_loss(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
