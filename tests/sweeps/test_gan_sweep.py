@@ -104,7 +104,7 @@ def test_killed_sweep_resumes_and_completes(tmp_path, ray_tmp):
     p = subprocess.run(sweep_cmd(*argv, "--resume"), capture_output=True, text=True, cwd=REPO,
                        env=_env(ray_tmp), timeout=900)
     assert p.returncode == 0, p.stderr[-3000:]
-    assert "resuming sweep" in p.stderr
+    assert "resuming the sweep" in p.stderr
     r = json.loads((run / "result.json").read_text())
     assert r["trials"] == 2 and r["trials_with_metric"] == 2
     # every trial finished all its iterations (restored trials continue from their checkpoints)
