@@ -40,12 +40,7 @@ def check(name: str, model) -> dict:
     return after
 
 
-CGAN_SHORT = pytest.mark.xfail(
-    reason="the committed CGAN (1500 steps) measured 0.794 conditional accuracy; a longer-trained "
-           "checkpoint (>= 0.90) is still to be committed (docs/gan.md)", strict=False)
-
-
-@pytest.mark.parametrize("name", ["dcgan", "wgan-gp", pytest.param("cgan", marks=CGAN_SHORT), "pix2pix"])
+@pytest.mark.parametrize("name", ["dcgan", "wgan-gp", "cgan", "pix2pix"])
 def test_committed_generator_meets_threshold(name):
     path = MODELS_DIR / f"{name}-mnist.pt"
     assert path.exists(), f"missing {path}: see docs/gan.md for the command that makes it"
