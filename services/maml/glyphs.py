@@ -304,3 +304,15 @@ def distort(x: torch.Tensor, gen: torch.Generator, rotate_deg: float = 15.0, sca
     if thick.any():
         x[thick] = F.max_pool2d(x[thick], 3, stride=1, padding=1) * 0.5 + x[thick] * 0.5
     return x
+
+
+def sample_images(glyphs: GlyphSet, split: str, n: int, gen: torch.Generator,
+                  distort_images: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """n distorted images of random classes of a split with split-wide labels 0..C−1 (joint training)."""
+    classes = torch.from_numpy(glyphs.classes(split))
+    offsets = torch.from_numpy(glyphs.offsets)
+    y = torch.randint(len(classes), (n,), generator=gen)
+    lo, hi = offsets[classes[y]], offsets[classes[y] + 1]
+    idx = lo + (torch.rand(n, generator=gen) * (hi - lo)).long()
+    x = torch.from_numpy(glyphs.images)[idx].float().div_(255.0).unsqueeze(1)  # (n, 1, 28, 28)
+    return (distort(x, gen) if distort_images else x), y

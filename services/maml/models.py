@@ -25,13 +25,32 @@ class SineMLP(nn.Module):
         return self.net(x)
 
 
+class BatchStatNorm2d(nn.Module):
+    """Batch norm that always normalises with the statistics of the batch it sees, written
+    with elementary ops.
+
+    Same numbers as ``nn.BatchNorm2d(c, track_running_stats=False)``, but torch's fused
+    batch-norm kernel gives wrong second-order MAML gradients under ``vmap`` (torch 2.13;
+    functorch issue #534: its backward batching rule), which
+    tests/maml/test_metagrad.py catches. Built from means and variances, every
+    transform composes correctly.
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W)
+        mean = x.mean(dim=(0, 2, 3), keepdim=True)  # (1, C, 1, 1)
+        var = x.var(dim=(0, 2, 3), unbiased=False, keepdim=True)
+        return (x - mean) * torch.rsqrt(var + self.eps) * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+
+
 def conv_block(c_in: int, c_out: int) -> nn.Sequential:
     """3×3 conv (stride 2, as MAML uses for Omniglot) → batch norm (batch statistics) → ReLU."""
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, stride=2, padding=1),
-        nn.BatchNorm2d(c_out, track_running_stats=False),
-        nn.ReLU(),
-    )
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), BatchStatNorm2d(c_out), nn.ReLU())
 
 
 class ConvNet(nn.Module):

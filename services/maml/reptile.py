@@ -55,7 +55,7 @@ class Reptile:
         for k, p in self.params.items():
             p.grad = direction[k]
         self.opt.step()
-        return {"query_loss": loss, "query_metric": metric}
+        return {"loss": loss, "metric": metric}
 
     def state_dict(self) -> dict:
         return {"params": {k: v.detach().clone() for k, v in self.params.items()}, "opt": self.opt.state_dict()}
