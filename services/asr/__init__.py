@@ -1,0 +1,1 @@
+"""Speech recognition: synthesised corpus, log-mel features, a CTC model, decoders, training, serving."""

@@ -1,0 +1,420 @@
+"""The speech corpus, synthesised offline and deterministically from a seed.
+
+Two engines, both Debian packages:
+  * espeak-ng (formant synthesis; 8 English accents × ~100 voice variants), called in-process
+    through libespeak-ng with ctypes: the training, validation and held-out test sets;
+  * flite (CMU diphone and clustergen voices kal, kal16, awb, rms, slt), never used in training:
+    the "other synthesiser" test set.
+
+Held-out voices are fixed (not seeded): two accents and every fifth variant never appear in
+training; the test set draws from them evenly in three categories (unseen accent, unseen variant,
+both unseen). Every utterance varies speed, pitch, pitch range and word gap, then gets silence
+padding, optional reverberation (a synthetic exponentially decaying room response), optional
+noise (white, pink, brown, hum or babble of other voices) at a random SNR and a random level,
+and is resampled to 16 kHz mono.
+
+``build`` renders a split with Ray tasks (one shard per task) and stores the log-mel features
+(float16) with transcripts and metadata as ``data/<split>.npz`` in the run-dir; ``ensure``
+reuses a cached split when its plan (seed, sizes, code version) is unchanged.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.fft import next_fast_len
+from scipy.signal import fftconvolve
+
+from services.asr.audio import SAMPLE_RATE, resample
+from services.asr.text import COMMAND_WORDS, DIGIT_WORDS, sample_transcript
+from services.common.config import ConfigError
+from services.common.progress import Progress, log
+from services.common.rundir import RunDir
+
+CORPUS_VERSION = 2  # bump when rendering changes, so cached splits are rebuilt
+ACCENTS = ("en", "en-us", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp", "en-gb-x-gbcwmd", "en-029",
+           "en-us-nyc")
+HELD_OUT_ACCENTS = ("en-gb-x-gbcwmd", "en-029")
+FLITE_VOICES = {"kal": (85, 140), "kal16": (85, 140), "awb": (85, 140), "rms": (80, 130), "slt": (150, 220)}
+SPLITS = ("train", "val", "test", "other")
+NOISES = ("white", "pink", "brown", "hum", "babble")
+
+
+class SynthesizerMissing(RuntimeError):
+    """A Debian speech synthesiser is not installed; the message names the package."""
+
+
+# --- espeak-ng in-process ------------------------------------------------------------------------
+class _Espeak:
+    """libespeak-ng through ctypes (synchronous mode: samples arrive through a callback)."""
+
+    RATE, VOLUME, PITCH, RANGE, WORDGAP = 1, 2, 3, 4, 7
+    _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+
+    def __init__(self):
+        name = ctypes.util.find_library("espeak-ng") or "libespeak-ng.so.1"
+        try:
+            self.lib = ctypes.CDLL(name)
+        except OSError:
+            raise SynthesizerMissing("espeak-ng is not installed: apt-get install espeak-ng") from None
+        self.chunks: list[np.ndarray] = []
+
+        def collect(wav, n, _events):
+            if n > 0:
+                self.chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).copy())
+            return 0
+
+        self._cb = self._CALLBACK(collect)  # keep a reference: the library calls it later
+        self.rate = self.lib.espeak_Initialize(2, 0, None, 0)  # 2 = AUDIO_OUTPUT_SYNCHRONOUS
+        if self.rate <= 0:
+            raise SynthesizerMissing("espeak-ng failed to initialise (is espeak-ng-data installed?)")
+        self.lib.espeak_SetSynthCallback(self._cb)
+
+    def synth(self, text: str, voice: str, rate: int, pitch: int, pitch_range: int, gap: int) -> np.ndarray:
+        self.chunks = []
+        if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
+            raise ValueError(f"espeak-ng has no voice {voice!r}")
+        for param, value in ((self.RATE, rate), (self.VOLUME, 100), (self.PITCH, pitch),
+                             (self.RANGE, pitch_range), (self.WORDGAP, gap)):
+            self.lib.espeak_SetParameter(param, int(value), 0)
+        data = text.encode() + b"\0"
+        self.lib.espeak_Synth(data, len(data), 0, 1, 0, 0, None, None)  # 1 = POS_CHARACTER
+        self.lib.espeak_Synchronize()
+        wav = np.concatenate(self.chunks) if self.chunks else np.zeros(1, np.int16)
+        return wav.astype(np.float32) / 32768.0
+
+
+_ESPEAK: _Espeak | None = None
+
+
+def espeak() -> _Espeak:
+    global _ESPEAK
+    if _ESPEAK is None:
+        _ESPEAK = _Espeak()
+    return _ESPEAK
+
+
+def espeak_variants() -> tuple[str, ...]:
+    """Voice variants shipped with espeak-ng-data (file names in voices/!v), sorted."""
+    for root in ("/usr/lib/x86_64-linux-gnu/espeak-ng-data", "/usr/lib/aarch64-linux-gnu/espeak-ng-data",
+                 "/usr/share/espeak-ng-data", "/usr/local/share/espeak-ng-data"):
+        d = Path(root) / "voices" / "!v"
+        if d.is_dir():
+            return tuple(sorted(p.name for p in d.iterdir() if p.is_file() and " " not in p.name))
+    raise SynthesizerMissing("espeak-ng-data voice variants not found: apt-get install espeak-ng")
+
+
+def voice_split() -> dict[str, tuple[str, ...]]:
+    """Fixed train / held-out accents and variants ("" = the accent's default voice, always seen)."""
+    variants = espeak_variants()
+    held = variants[2::5]
+    return {
+        "train_accents": tuple(a for a in ACCENTS if a not in HELD_OUT_ACCENTS),
+        "test_accents": HELD_OUT_ACCENTS,
+        "train_variants": ("",) + tuple(v for v in variants if v not in held),
+        "test_variants": held,
+    }
+
+
+# --- flite (the other synthesiser) ------------------------------------------------------------------
+def flite_synth(text: str, voice: str, stretch: float, f0: float) -> tuple[np.ndarray, int]:
+    import soundfile as sf
+
+    exe = shutil.which("flite")
+    if exe is None:
+        raise SynthesizerMissing("flite is not installed: apt-get install flite")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "u.wav")
+        subprocess.run([exe, "-voice", voice, "-t", text, "-o", out, "--setf", f"duration_stretch={stretch:.3f}",
+                        "--setf", f"int_f0_target_mean={f0:.1f}"], check=True, capture_output=True, timeout=60)
+        x, rate = sf.read(out, dtype="float32")
+    return x, rate
+
+
+def check_engine(engine: str) -> None:
+    """Raise SynthesizerMissing (naming the Debian package) unless ``engine`` can run here."""
+    if engine == "espeak":
+        espeak()
+        espeak_variants()
+    elif shutil.which("flite") is None:
+        raise SynthesizerMissing("flite is not installed: apt-get install flite")
+
+
+# --- utterance plans ----------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Utterance:
+    """Everything needed to render one utterance, deterministically."""
+
+    text: str
+    engine: str  # "espeak" | "flite"
+    voice: str  # espeak "accent+variant" or a flite voice
+    category: str  # train | seen | unseen_accent | unseen_variant | unseen_both | flite
+    rate: float  # espeak words per minute; flite duration stretch
+    pitch: float  # espeak pitch 0-99; flite mean F0 in Hz
+    pitch_range: int
+    gap: int
+    lead_s: float
+    tail_s: float
+    rt60: float  # 0 = no reverberation
+    noise: str  # "" = clean
+    snr_db: float
+    level_db: float  # peak level in dBFS
+    seed: int
+
+
+def plan(split: str, n: int, seed: int) -> list[Utterance]:
+    """The deterministic list of ``n`` utterances of ``split`` for ``seed``."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}")
+    vs = voice_split()
+    rng = np.random.default_rng([seed, SPLITS.index(split), CORPUS_VERSION])
+    train = split in ("train", "val")
+    out = []
+    for i in range(n):
+        text = sample_transcript(rng)
+        if split == "other":
+            voice = str(rng.choice(sorted(FLITE_VOICES)))
+            lo, hi = FLITE_VOICES[voice]
+            engine, category, rate, pitch = "flite", "flite", float(rng.uniform(0.85, 1.2)), float(rng.uniform(lo, hi))
+        else:
+            if train:
+                category = "train"
+                accent, variant = rng.choice(vs["train_accents"]), rng.choice(vs["train_variants"])
+            else:
+                category = ("unseen_accent", "unseen_variant", "unseen_both")[i % 3]
+                accent = rng.choice(vs["test_accents"] if category != "unseen_variant" else vs["train_accents"])
+                variant = rng.choice(vs["test_variants"] if category != "unseen_accent" else vs["train_variants"][1:])
+            voice = f"{accent}+{variant}" if variant else str(accent)
+            engine, rate, pitch = "espeak", float(rng.uniform(125, 205)), float(rng.uniform(15, 85))
+        noisy = rng.random() < (0.8 if train else 0.7)
+        out.append(Utterance(
+            text=text, engine=engine, voice=voice, category=category, rate=rate, pitch=pitch,
+            pitch_range=int(rng.integers(20, 95)), gap=int(rng.integers(0, 9)),
+            lead_s=float(rng.uniform(0.03, 0.3)), tail_s=float(rng.uniform(0.03, 0.3)),
+            rt60=float(rng.uniform(0.1, 0.7)) if rng.random() < (0.4 if train else 0.3) else 0.0,
+            noise=str(rng.choice(NOISES)) if noisy else "",
+            snr_db=float(rng.uniform(0, 30) if train else rng.uniform(5, 30)),
+            level_db=float(rng.uniform(-30, -1)), seed=int(rng.integers(2**31)),
+        ))
+    return out
+
+
+# --- rendering --------------------------------------------------------------------------------------
+def room_response(rt60: float, rng: np.random.Generator) -> np.ndarray:
+    """A synthetic room impulse response: the direct path, then a noise tail decaying 60 dB in rt60 s."""
+    n = int(rt60 * SAMPLE_RATE)
+    t = np.arange(n) / SAMPLE_RATE
+    tail = rng.standard_normal(n) * np.exp(-6.9078 * t / rt60)
+    tail[: int(0.002 * SAMPLE_RATE)] = 0  # a short gap before the first reflections
+    drr_db = rng.uniform(0, 12)  # direct-to-reverberant ratio
+    tail *= 10 ** (-drr_db / 20) / np.sqrt((tail**2).sum() + 1e-12)
+    tail[0] = 1.0
+    return tail.astype(np.float32)
+
+
+def _coloured(n: int, exponent: float, rng: np.random.Generator) -> np.ndarray:
+    """Noise with power spectrum ∝ 1/f^exponent (1 = pink, 2 = brown)."""
+    m = next_fast_len(n, real=True)
+    spec = np.fft.rfft(rng.standard_normal(m))
+    f = np.maximum(np.fft.rfftfreq(m), 1.0 / m)
+    return np.fft.irfft(spec / f ** (exponent / 2), m)[:n]
+
+
+class NoiseBank:
+    """Noise of each kind; babble mixes segments of other (training) voices speaking vocabulary words."""
+
+    def __init__(self, seed: int, n_babble: int = 8):
+        rng = np.random.default_rng([seed, 99])
+        vs = voice_split()
+        words = DIGIT_WORDS + COMMAND_WORDS
+        self.babble = []
+        for _ in range(n_babble):
+            voice = f"{rng.choice(vs['train_accents'])}+{rng.choice(vs['train_variants'][1:])}"
+            text = " ".join(rng.choice(words, size=12))
+            x = espeak().synth(text, voice, int(rng.integers(140, 220)), int(rng.integers(10, 90)), 50, 0)
+            self.babble.append(resample(x, espeak().rate, SAMPLE_RATE))
+
+    def sample(self, kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
+        if kind == "white":
+            x = rng.standard_normal(n)
+        elif kind == "pink":
+            x = _coloured(n, 1.0, rng)
+        elif kind == "brown":
+            x = _coloured(n, 2.0, rng)
+        elif kind == "hum":
+            t = np.arange(n) / SAMPLE_RATE
+            f0 = rng.choice([50.0, 60.0])
+            x = sum(rng.uniform(0.2, 1) / k * np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 6.3)) for k in range(1, 8))
+            x = x + 0.05 * rng.standard_normal(n)
+        elif kind == "babble":
+            x = np.zeros(n)
+            for _ in range(int(rng.integers(3, 7))):
+                src = self.babble[int(rng.integers(len(self.babble)))]
+                start = int(rng.integers(0, max(1, len(src) - n)))
+                seg = np.resize(src[start:start + n], n) if len(src) < n + start else src[start:start + n]
+                x = x + seg
+        else:
+            raise ValueError(f"unknown noise {kind!r}")
+        return x.astype(np.float32)
+
+
+def render(u: Utterance, bank: NoiseBank | None = None) -> np.ndarray:
+    """Utterance -> 16 kHz mono float32 waveform."""
+    rng = np.random.default_rng(u.seed)
+    if u.engine == "espeak":
+        es = espeak()
+        x = resample(es.synth(u.text, u.voice, int(u.rate), int(u.pitch), u.pitch_range, u.gap), es.rate)
+    else:
+        x, rate = flite_synth(u.text, u.voice, u.rate, u.pitch)
+        x = resample(x, rate)
+    x = x / (np.abs(x).max() + 1e-9)
+    x = np.concatenate([np.zeros(int(u.lead_s * SAMPLE_RATE), np.float32), x,
+                        np.zeros(int(u.tail_s * SAMPLE_RATE), np.float32)])
+    if u.rt60 > 0:
+        h = room_response(u.rt60, rng)
+        x = fftconvolve(x, h)[: len(x) + len(h) // 4].astype(np.float32)
+    if u.noise:
+        bank = bank or NoiseBank(u.seed)
+        speech = x[np.abs(x) > 0.05 * np.abs(x).max()]
+        p_speech = float((speech**2).mean()) if speech.size else 1e-6
+        noise = bank.sample(u.noise, len(x), rng)
+        noise *= np.sqrt(p_speech / (10 ** (u.snr_db / 10)) / (float((noise**2).mean()) + 1e-12))
+        x = x + noise
+    x = x / (np.abs(x).max() + 1e-9) * 10 ** (u.level_db / 20)
+    return x.astype(np.float32)
+
+
+def render_shard(utts: list[Utterance], shard_seed: int) -> dict[str, np.ndarray]:
+    """Render and featurise a shard (a Ray task body): packed float16 log-mel features + lengths."""
+    import torch
+
+    from services.asr.features import log_mel
+
+    torch.set_num_threads(1)
+    bank = NoiseBank(shard_seed)
+    feats, lengths, durations = [], [], []
+    for u in utts:
+        x = render(u, bank)
+        f = log_mel(x).numpy().astype(np.float16)
+        feats.append(f)
+        lengths.append(len(f))
+        durations.append(len(x) / SAMPLE_RATE)
+    return {"feats": np.concatenate(feats), "lengths": np.asarray(lengths, np.int64),
+            "durations": np.asarray(durations, np.float32)}
+
+
+# --- splits in the run-dir ----------------------------------------------------------------------------
+@dataclasses.dataclass
+class Split:
+    """A rendered split: features packed along time, sliced by ``offsets``."""
+
+    feats: np.ndarray  # (ΣT, 80) float16
+    offsets: np.ndarray  # (n + 1,)
+    texts: list[str]
+    voices: list[str]
+    categories: list[str]
+    durations: np.ndarray  # seconds of audio per utterance
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def features(self, i: int) -> np.ndarray:
+        return self.feats[self.offsets[i]:self.offsets[i + 1]]
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def to_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        np.savez(buf, feats=self.feats, offsets=self.offsets, texts=np.asarray(self.texts),
+                 voices=np.asarray(self.voices), categories=np.asarray(self.categories), durations=self.durations)
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Split:
+        z = np.load(io.BytesIO(data))
+        return cls(z["feats"], z["offsets"], z["texts"].tolist(), z["voices"].tolist(), z["categories"].tolist(),
+                   z["durations"])
+
+
+def build(utts: list[Utterance], workers: int, seed: int, shard_size: int = 250) -> Split:
+    """Render ``utts`` with Ray tasks (``workers`` at a time) and pack them."""
+    import ray
+
+    shards = [utts[i:i + shard_size] for i in range(0, len(utts), shard_size)]
+    task = ray.remote(num_cpus=1)(render_shard)
+    pending, results = {}, {}
+    todo = list(enumerate(shards))
+    with Progress("asr data", total=len(utts), unit="utterances") as bar:
+        while todo or pending:
+            while todo and len(pending) < workers:
+                i, shard = todo.pop(0)
+                pending[task.remote(shard, seed * 100_003 + i)] = i
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            i = pending.pop(ready[0])
+            results[i] = ray.get(ready[0])
+            bar.update(sum(len(shards[j]) for j in results))
+    parts = [results[i] for i in range(len(shards))]
+    lengths = np.concatenate([p["lengths"] for p in parts]) if parts else np.zeros(0, np.int64)
+    return Split(
+        feats=np.concatenate([p["feats"] for p in parts]) if parts else np.zeros((0, 80), np.float16),
+        offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        texts=[u.text for u in utts], voices=[f"{u.engine}:{u.voice}" for u in utts],
+        categories=[u.category for u in utts],
+        durations=np.concatenate([p["durations"] for p in parts]) if parts else np.zeros(0, np.float32),
+    )
+
+
+def plan_id(split: str, n: int, seed: int) -> str:
+    """Fingerprint of a split's plan: reuse the cache only when it matches."""
+    key = json.dumps({"split": split, "n": n, "seed": seed, "version": CORPUS_VERSION, "voices": voice_split()},
+                     sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def ensure(run_dir: RunDir, sizes: dict[str, int], seed: int, workers: int) -> dict[str, Split]:
+    """The splits named in ``sizes`` (split -> n), rendered into ``run_dir/data`` unless cached there."""
+    from services.common.ray_utils import init_ray
+
+    out = {}
+    manifest = run_dir.read_json("data/manifest.json") if run_dir.exists("data/manifest.json") else {}
+    for split, n in sizes.items():
+        if n <= 0:
+            continue
+        pid = plan_id(split, n, seed)
+        name = f"data/{split}.npz"
+        if manifest.get(split, {}).get("plan_id") == pid and run_dir.exists(name):
+            out[split] = Split.from_bytes(run_dir.read_bytes(name))
+            log.info("asr data: %s: %d utterances from the cache", split, n)
+            continue
+        try:
+            check_engine("flite" if split == "other" else "espeak")
+            utts = plan(split, n, seed)
+        except SynthesizerMissing as exc:
+            raise ConfigError(str(exc)) from None
+        init_ray()
+        t0 = time.monotonic()
+        log.info("asr data: rendering %s: %d utterances with %d Ray tasks at a time", split, n, workers)
+        data = build(utts, workers, seed + SPLITS.index(split))
+        run_dir.write_bytes(name, data.to_bytes())
+        manifest[split] = {"plan_id": pid, "n": n, "seed": seed, "frames": int(data.offsets[-1]),
+                           "audio_s": round(float(data.durations.sum()), 1),
+                           "render_s": round(time.monotonic() - t0, 1)}
+        run_dir.write_json("data/manifest.json", manifest)
+        log.info("asr data: %s done in %.0f s (%.0f s of audio)", split, time.monotonic() - t0,
+                 float(data.durations.sum()))
+        out[split] = data
+    return out

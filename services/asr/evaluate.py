@@ -1,0 +1,170 @@
+"""``dojo asr eval``: word and character error rates on held-out voices and on another synthesiser.
+
+Writes (merges into) ``result.json`` of the run-dir: wer_greedy, wer_beam, cer_greedy, cer_beam
+on the espeak-ng voices held out of training, their break-down by category, wer_other_synth
+(greedy) and wer_other_synth_beam on flite voices, rtf (real-time factor of features + network
++ greedy decoding on one CPU thread, one utterance at a time) and n_utterances.
+``wer_beam`` is the vocabulary-constrained prefix beam search (grammar "all").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from services.asr import corpus
+from services.asr.decode import decode_greedy, prefix_beam_search
+from services.asr.model import CTCModel, load_model, predict
+from services.asr.train import char_error_rate, word_error_rate
+from services.common.config import ConfigError, fail, parse, require
+from services.common.progress import log, setup_logging
+from services.common.rundir import RunDir
+
+
+@dataclasses.dataclass
+class EvalArgs:
+    """Evaluate a trained recogniser on freshly synthesised held-out voices and on flite voices."""
+
+    run_dir: str
+    """Run directory: its model.pt is evaluated (unless --model) and result.json is written there."""
+    model: str | None = None
+    """A model.pt to evaluate instead of <run-dir>/model.pt (e.g. deploy/models/asr/model.pt)."""
+    seed: int | None = None
+    """Seed of the test corpus (default: the training seed in <run-dir>/config.json, else 0)."""
+    n_test: int = 600
+    """Held-out espeak-ng utterances (a third each: unseen accent, unseen variant, both unseen)."""
+    n_other: int = 300
+    """Utterances of the other synthesiser (flite), 0 to skip."""
+    beam: int = 8
+    """Beam width of the prefix beam search."""
+    data_workers: int = 0
+    """Ray tasks rendering the test corpus at a time (0 = the cluster's CPU count)."""
+    rtf_utterances: int = 100
+    """Utterances timed one at a time on one thread for the real-time factor."""
+
+    def validate(self) -> None:
+        require(self.n_test >= 1, f"--n-test must be >= 1 (got {self.n_test})")
+        require(self.n_other >= 0, f"--n-other must be >= 0 (got {self.n_other})")
+        require(self.beam >= 1, f"--beam must be >= 1 (got {self.beam})")
+        require(self.data_workers >= 0, f"--data-workers must be >= 0 (got {self.data_workers})")
+        require(self.rtf_utterances >= 1, f"--rtf-utterances must be >= 1 (got {self.rtf_utterances})")
+
+
+def model_bytes(args: EvalArgs, run_dir: RunDir) -> bytes:
+    if args.model is not None:
+        src = RunDir(args.model.rsplit("/", 1)[0] if "/" in args.model else ".")
+        name = args.model.rsplit("/", 1)[-1]
+        if not src.exists(name):
+            raise ConfigError(f"--model {args.model!r} does not exist")
+        return src.read_bytes(name)
+    if not run_dir.exists("model.pt"):
+        raise ConfigError(f"--run-dir {args.run_dir!r} holds no model.pt: train with `dojo asr train --run-dir "
+                          f"{args.run_dir}` first, or pass --model")
+    return run_dir.read_bytes("model.pt")
+
+
+def decode_split(model: CTCModel, split: corpus.Split, beam: int) -> dict[str, list]:
+    """Greedy and vocabulary-constrained beam transcripts (+ confidences) of every utterance."""
+    from services.asr.decode import align_words
+
+    out: dict[str, list] = {"greedy": [], "beam": [], "confidence": []}
+    for s in range(0, len(split), 64):
+        for lp in predict(model, [split.features(i) for i in range(s, min(len(split), s + 64))]):
+            g = decode_greedy(lp)
+            out["greedy"].append(g.text)
+            out["beam"].append(prefix_beam_search(lp, beam=beam, grammar_name="all").text)
+            out["confidence"].append(align_words(lp, [int(c) for c in g.labels], model.cfg.frame_s)[1])
+    return out
+
+
+def real_time_factor(model: CTCModel, split: corpus.Split, n: int) -> float:
+    """(features-normalisation + network + greedy decoding time) / audio time, one thread, batch 1.
+
+    The features were computed when the corpus was rendered; their STFT is timed separately by
+    bench/asr_rtf.py (it is a small part of the total)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        idx = list(range(min(n, len(split))))
+        predict(model, [split.features(idx[0])])  # warm-up
+        t0 = time.perf_counter()
+        for i in idx:
+            decode_greedy(predict(model, [split.features(i)])[0])
+        return (time.perf_counter() - t0) / float(split.durations[idx].sum())
+    finally:
+        torch.set_num_threads(threads)
+
+
+def evaluate(args: EvalArgs) -> dict[str, Any]:
+    from services.common.ray_utils import init_ray
+
+    run_dir = RunDir(args.run_dir).ensure_writable()
+    blob = model_bytes(args, run_dir)
+    model, meta = load_model(blob)
+    seed = args.seed
+    if seed is None:
+        seed = int(run_dir.read_json("config.json").get("seed", 0)) if run_dir.exists("config.json") else 0
+    workers = args.data_workers or max(1, int(init_ray().get("CPU", 1)))
+    data = corpus.ensure(run_dir, {"test": args.n_test, "other": args.n_other}, seed, workers)
+    test = data["test"]
+    t0 = time.monotonic()
+    hyp = decode_split(model, test, args.beam)
+    conf = np.asarray(hyp["confidence"])
+    correct = np.asarray([h == r for h, r in zip(hyp["greedy"], test.texts, strict=True)])
+    res: dict[str, Any] = {
+        "wer_greedy": word_error_rate(test.texts, hyp["greedy"]),
+        "wer_beam": word_error_rate(test.texts, hyp["beam"]),
+        "cer_greedy": char_error_rate(test.texts, hyp["greedy"]),
+        "cer_beam": char_error_rate(test.texts, hyp["beam"]),
+        "sentence_accuracy_greedy": float(correct.mean()),
+        "confidence_correct_mean": float(conf[correct].mean()) if correct.any() else float("nan"),
+        "confidence_wrong_mean": float(conf[~correct].mean()) if (~correct).any() else float("nan"),
+        "n_utterances": len(test),
+        "test_audio_s": round(float(test.durations.sum()), 1),
+        "eval_seed": seed,
+        "model_sha256": hashlib.sha256(blob).hexdigest()[:16],
+    }
+    for cat in ("unseen_accent", "unseen_variant", "unseen_both"):
+        idx = [i for i, c in enumerate(test.categories) if c == cat]
+        res[f"wer_greedy_{cat}"] = word_error_rate([test.texts[i] for i in idx], [hyp["greedy"][i] for i in idx])
+    if "other" in data:
+        other = data["other"]
+        oh = decode_split(model, other, args.beam)
+        res["wer_other_synth"] = word_error_rate(other.texts, oh["greedy"])
+        res["wer_other_synth_beam"] = word_error_rate(other.texts, oh["beam"])
+        res["cer_other_synth"] = char_error_rate(other.texts, oh["greedy"])
+        res["n_other_synth"] = len(other)
+    else:
+        res.update(wer_other_synth=float("nan"), wer_other_synth_beam=float("nan"), cer_other_synth=float("nan"),
+                   n_other_synth=0)
+    res["decode_s"] = round(time.monotonic() - t0, 1)
+    res["rtf"] = real_time_factor(model, test, args.rtf_utterances)
+    merged = run_dir.read_json("result.json") if run_dir.exists("result.json") else {}
+    merged.update(res)
+    run_dir.write_json("result.json", merged)
+    errors = [(r, h) for r, h in zip(test.texts, hyp["greedy"], strict=True) if r != h][:10]
+    log.info("asr eval: some greedy errors (reference -> hypothesis): %s", errors)
+    log.info("asr eval: %s", {k: round(v, 4) if isinstance(v, float) else v for k, v in res.items()})
+    return res
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    from services.common.ray_utils import shutdown_ray_if_local
+
+    setup_logging()
+    args = parse(EvalArgs, argv, prog="dojo asr eval")
+    try:
+        return evaluate(args)
+    except ConfigError as exc:
+        fail("dojo asr eval", str(exc))
+    finally:
+        shutdown_ray_if_local()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""The acoustic model: convolutional subsampling → bidirectional GRU → per-frame character log-probabilities.
+
+    log-mel (B, T, 80) ─► Conv2d 3×3, stride (s₁, 2) ─► ReLU ─► Conv2d 3×3, stride (s₂, 2) ─► ReLU
+        ─► (B, T/(s₁s₂), C·20) ─► Linear ─► BiGRU × L ─► Linear ─► log_softmax over 28 symbols (blank = 0)
+
+Trained with ``torch.nn.CTCLoss``; ``services.asr.ctc`` is the readable reference of that loss.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from services.asr.features import HOP_LENGTH, N_MELS, SAMPLE_RATE
+from services.asr.text import N_CLASSES
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    n_mels: int = N_MELS
+    channels: int = 32
+    """Channels of both subsampling convolutions."""
+    subsample: int = 3
+    """Time subsampling factor of the convolutions (2, 3 or 4): output frames last 10 ms × subsample."""
+    proj: int = 256
+    """Width of the projection between the convolutions and the GRU."""
+    hidden: int = 192
+    """GRU hidden size per direction."""
+    layers: int = 2
+    """Stacked bidirectional GRU layers."""
+    dropout: float = 0.15
+    n_classes: int = N_CLASSES
+
+    @property
+    def frame_s(self) -> float:
+        """Seconds per output frame."""
+        return HOP_LENGTH * self.subsample / SAMPLE_RATE
+
+    def strides(self) -> tuple[int, int]:
+        return {2: (2, 1), 3: (3, 1), 4: (2, 2)}[self.subsample]
+
+
+class CTCModel(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        s1, s2 = cfg.strides()
+        self.conv = nn.Sequential(
+            nn.Conv2d(1, cfg.channels, 3, stride=(s1, 2), padding=1), nn.BatchNorm2d(cfg.channels), nn.ReLU(),
+            nn.Conv2d(cfg.channels, cfg.channels, 3, stride=(s2, 2), padding=1), nn.BatchNorm2d(cfg.channels),
+            nn.ReLU(),
+        )
+        freq = (cfg.n_mels + 1) // 2
+        freq = (freq + 1) // 2
+        self.proj = nn.Sequential(nn.Linear(cfg.channels * freq, cfg.proj), nn.LayerNorm(cfg.proj),
+                                  nn.Dropout(cfg.dropout))
+        self.rnn = nn.GRU(cfg.proj, cfg.hidden, cfg.layers, batch_first=True, bidirectional=True,
+                          dropout=cfg.dropout if cfg.layers > 1 else 0.0)
+        self.head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(2 * cfg.hidden, cfg.n_classes))
+
+    def out_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Frames after subsampling (each strided conv with kernel 3, padding 1: ⌊(n − 1)/s⌋ + 1)."""
+        s1, s2 = self.cfg.strides()
+        return torch.div(torch.div(lengths - 1, s1, rounding_mode="floor"), s2, rounding_mode="floor") + 1
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """feats (B, T, F) normalised log-mel, lengths (B,) -> log-probs (B, T', V), lengths (B,)."""
+        x = self.conv(feats.unsqueeze(1))  # (B, C, T', F')
+        B, C, T, Fq = x.shape
+        x = self.proj(x.permute(0, 2, 1, 3).reshape(B, T, C * Fq))  # (B, T', proj)
+        out_len = self.out_lengths(lengths).clamp(max=T)
+        packed = nn.utils.rnn.pack_padded_sequence(x, out_len.cpu(), batch_first=True, enforce_sorted=False)
+        y, _ = self.rnn(packed)
+        y, _ = nn.utils.rnn.pad_packed_sequence(y, batch_first=True, total_length=T)  # (B, T', 2H)
+        with torch.autocast(device_type=y.device.type, enabled=False):  # the output layer stays float32
+            return self.head(y.float()).log_softmax(-1), out_len
+
+
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def export_state(model: CTCModel, extra: dict[str, Any] | None = None) -> bytes:
+    """The serving artifact (model.pt): fp16 weights + config, a few MB."""
+    state = {k: v.detach().to("cpu", torch.float16) if v.is_floating_point() else v.cpu()
+             for k, v in model.state_dict().items()}
+    buf = io.BytesIO()
+    torch.save({"config": dataclasses.asdict(model.cfg), "state_dict": state, **(extra or {})}, buf)
+    return buf.getvalue()
+
+
+def load_model(data: bytes, device: str = "cpu") -> tuple[CTCModel, dict[str, Any]]:
+    """model.pt bytes -> (float32 model in eval mode, the saved metadata)."""
+    blob = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+    model = CTCModel(ModelConfig(**blob["config"]))
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
+    return model.to(device).eval(), {k: v for k, v in blob.items() if k != "state_dict"}
+
+
+def pad_batch(feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """List of (T_i, F) -> zero-padded (B, T_max, F) and lengths (B,)."""
+    lengths = torch.tensor([f.shape[0] for f in feats], dtype=torch.long)
+    out = feats[0].new_zeros(len(feats), int(lengths.max()), feats[0].shape[1])
+    for i, f in enumerate(feats):
+        out[i, : f.shape[0]] = f
+    return out, lengths
+
+
+@torch.inference_mode()
+def predict(model: CTCModel, feats: list[np.ndarray | torch.Tensor], device: str = "cpu") -> list[np.ndarray]:
+    """Raw log-mel features of a batch of utterances -> per-utterance log-probabilities (T'_i, V) as numpy."""
+    from services.asr.features import normalize
+
+    batch, lengths = pad_batch([torch.as_tensor(np.asarray(f, dtype=np.float32)) for f in feats])
+    batch = normalize(batch.to(device), lengths.to(device))
+    log_probs, out_len = model(batch, lengths.to(device))
+    log_probs = log_probs.float().cpu().numpy()
+    return [log_probs[i, : int(n)] for i, n in enumerate(out_len)]

@@ -1,0 +1,347 @@
+"""``dojo asr train``: render (or reuse) the corpus, train the CTC model, write checkpoints and model.pt.
+
+    data/train.npz ──► length-bucketed batches ──► augment (VTLP, speed, channel, SpecAugment)
+        ──► CTCModel ──► torch.nn.CTCLoss ──► AdamW, warm-up + cosine schedule ──► checkpoints/, model.pt
+
+The learning-rate schedule runs over whichever budget ends first, ``--epochs`` or
+``--max-minutes``, so a busy machine still finishes its schedule (with fewer steps) on time.
+``--gpus G`` runs the same loop as a Ray task holding G GPUs (fractions allowed), on CUDA.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from services.asr import corpus, features
+from services.asr.decode import greedy
+from services.asr.model import CTCModel, ModelConfig, export_state, n_params, pad_batch, predict
+from services.asr.text import decode, encode
+from services.common import checkpoint
+from services.common.config import ConfigError, fail, parse, require, to_dict
+from services.common.progress import Progress, log, setup_logging
+from services.common.rundir import RunDir
+
+
+@dataclasses.dataclass
+class TrainArgs:
+    """Train the CTC speech recogniser on the synthesised corpus (rendered into the run-dir on first use)."""
+
+    run_dir: str = "runs/asr"
+    """Where data/, config.json, result.json, checkpoints/ and model.pt go (path or pyarrow URI)."""
+    epochs: int = 10
+    """Passes over the training set (the schedule ends earlier if --max-minutes runs out first)."""
+    max_minutes: float = 0.0
+    """Wall-clock budget for the training loop in minutes (0 = none); the LR schedule follows it."""
+    gpus: float = 0.0
+    """GPUs for training (fractions allowed): > 0 runs the loop as a Ray task on a GPU node, on CUDA."""
+    resume: bool = False
+    """Continue from the newest checkpoint in --run-dir."""
+    seed: int = 0
+    """Seed of the corpus plan, network initialisation, batching and augmentation."""
+    n_train: int = 16_000
+    """Training utterances to synthesise."""
+    n_val: int = 300
+    """Validation utterances (training voices, new texts) for the per-epoch greedy WER."""
+    data_workers: int = 0
+    """Ray tasks rendering the corpus at a time (0 = the cluster's CPU count)."""
+    batch_frames: int = 8_000
+    """Most padded input frames (10 ms each) per batch."""
+    lr: float = 2e-3
+    """Peak learning rate (AdamW)."""
+    weight_decay: float = 1e-2
+    """AdamW weight decay."""
+    warmup: float = 0.06
+    """Fraction of the schedule spent warming the learning rate up."""
+    max_grad_norm: float = 5.0
+    """Clip gradients to this global L2 norm."""
+    channels: int = 32
+    """Channels of the subsampling convolutions."""
+    subsample: int = 3
+    """Time subsampling of the convolutions (2, 3 or 4)."""
+    proj: int = 256
+    """Width of the projection from the convolutions to the GRU."""
+    hidden: int = 192
+    """GRU hidden size per direction."""
+    layers: int = 2
+    """Bidirectional GRU layers."""
+    dropout: float = 0.15
+    """Dropout on the projection, between GRU layers and before the output layer."""
+    augment: bool = True
+    """Feature augmentation: VTLP, speed, random channel, SpecAugment."""
+    vtlp: float = 0.15
+    """Vocal-tract-length warp factors are drawn from [1 − vtlp, 1 + vtlp]."""
+    speed: float = 0.15
+    """Speed-perturbation rates are drawn from [1 − speed, 1 + speed]."""
+    threads: int = 1
+    """torch CPU threads for the training loop (0 = torch's default); batches are prepared in another process."""
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    """bf16 autocast for the convolutions and the GRU (auto: when the CPU or GPU supports bfloat16)."""
+
+    def validate(self) -> None:
+        require(self.epochs >= 1, f"--epochs must be >= 1 (got {self.epochs})")
+        require(self.max_minutes >= 0, f"--max-minutes must be >= 0 (got {self.max_minutes})")
+        require(self.gpus >= 0, f"--gpus must be >= 0 (got {self.gpus})")
+        require(self.gpus <= 1 or float(self.gpus).is_integer(), f"--gpus above 1 must be whole (got {self.gpus})")
+        require(self.n_train >= 1, f"--n-train must be >= 1 (got {self.n_train})")
+        require(self.n_val >= 1, f"--n-val must be >= 1 (got {self.n_val})")
+        require(self.data_workers >= 0, f"--data-workers must be >= 0 (got {self.data_workers})")
+        require(self.batch_frames >= 1000, f"--batch-frames must be >= 1000 (got {self.batch_frames})")
+        require(self.lr > 0, f"--lr must be > 0 (got {self.lr})")
+        require(0 <= self.warmup < 1, f"--warmup must be in [0, 1) (got {self.warmup})")
+        require(self.subsample in (2, 3, 4), f"--subsample must be 2, 3 or 4 (got {self.subsample})")
+        require(min(self.channels, self.proj, self.hidden, self.layers) >= 1,
+                "--channels, --proj, --hidden and --layers must be >= 1")
+        require(0 <= self.dropout < 1, f"--dropout must be in [0, 1) (got {self.dropout})")
+        require(0 <= self.vtlp < 0.5 and 0 <= self.speed < 0.5, "--vtlp and --speed must be in [0, 0.5)")
+        require(self.threads >= 0, f"--threads must be >= 0 (got {self.threads})")
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(channels=self.channels, subsample=self.subsample, proj=self.proj, hidden=self.hidden,
+                           layers=self.layers, dropout=self.dropout)
+
+
+# --- batches ------------------------------------------------------------------------------------------
+def make_batches(lengths: np.ndarray, batch_frames: int, rng: np.random.Generator,
+                 shortest_first: bool = False) -> list[np.ndarray]:
+    """Length-bucketed batches (similar lengths together, little padding) in random order, or shortest first
+    (SortaGrad: the first epoch sees short utterances, which CTC aligns easily, before long ones)."""
+    order = np.argsort(lengths + rng.uniform(0, 20, len(lengths)), kind="stable")  # jitter: new groupings
+    batches, start = [], 0
+    while start < len(order):
+        end = start + 1
+        while end < len(order) and lengths[order[end]] * (end + 1 - start) <= batch_frames:
+            end += 1
+        batches.append(order[start:end])
+        start = end
+    if not shortest_first:
+        rng.shuffle(batches)
+    return batches
+
+
+def augment(f: torch.Tensor, args: TrainArgs, rng: np.random.Generator) -> torch.Tensor:  # (T, F) -> (T', F)
+    """One utterance's raw log-mel (T, F) -> augmented, normalised features."""
+    if args.augment:
+        f = f + features.random_channel(f.shape[1], rng)
+        if args.vtlp > 0:
+            f = features.warp_frequency(f, float(rng.uniform(1 - args.vtlp, 1 + args.vtlp)))
+        if args.speed > 0:
+            f = features.warp_time(f, float(rng.uniform(1 - args.speed, 1 + args.speed)))
+    f = features.normalize(f)
+    return features.spec_augment(f, rng) if args.augment else f
+
+
+class BatchSet(torch.utils.data.Dataset):
+    """Batch ``i`` of an epoch, augmented with its own seed (the same batches whichever process builds them)."""
+
+    def __init__(self, split: corpus.Split, targets: list[torch.Tensor], batches: list[np.ndarray],
+                 args: TrainArgs, epoch: int):
+        self.split, self.targets, self.batches, self.args, self.epoch = split, targets, batches, args, epoch
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int):
+        rng = np.random.default_rng([self.args.seed, self.epoch, i])
+        idx = self.batches[i]
+        x, x_len = pad_batch([augment(torch.from_numpy(self.split.features(j).astype(np.float32)), self.args, rng)
+                              for j in idx])
+        tgt = [self.targets[j] for j in idx]
+        return x, x_len, torch.cat(tgt), torch.tensor([len(t) for t in tgt])
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)
+
+
+def use_bf16(precision: str, device: str) -> bool:
+    if precision != "auto":
+        return precision == "bf16"
+    if device == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def schedule(progress: float, warmup: float) -> float:
+    """LR multiplier: linear warm-up, then cosine decay to 2% at progress 1."""
+    if progress < warmup:
+        return max(progress / warmup, 0.02)
+    p = (progress - warmup) / (1 - warmup)
+    return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(p, 1.0)))
+
+
+def word_error_rate(refs: list[str], hyps: list[str]) -> float:
+    import jiwer
+
+    return float(jiwer.wer(refs, hyps))
+
+
+def char_error_rate(refs: list[str], hyps: list[str]) -> float:
+    import jiwer
+
+    return float(jiwer.cer(refs, hyps))
+
+
+def greedy_texts(model: CTCModel, split: corpus.Split, device: str, batch: int = 64) -> list[str]:
+    model.eval()
+    out = []
+    for s in range(0, len(split), batch):
+        for lp in predict(model, [split.features(i) for i in range(s, min(len(split), s + batch))], device):
+            out.append(" ".join(decode(greedy(lp)).split()))
+    return out
+
+
+# --- the loop -------------------------------------------------------------------------------------------
+def fit(args: TrainArgs, run_dir_uri: str, device: str) -> dict[str, Any]:
+    """Train on the cached corpus in the run-dir; returns result.json's content."""
+    setup_logging()
+    run_dir = RunDir(run_dir_uri)
+    data = corpus.ensure(run_dir, {"train": args.n_train, "val": args.n_val}, args.seed, args.data_workers or 1)
+    train, val = data["train"], data["val"]
+    torch.manual_seed(args.seed)
+    model = CTCModel(args.model_config()).to(device)
+    # several GPUs in one task: split each batch across them (the packed GRU input is per-sample, so this is safe)
+    net = torch.nn.DataParallel(model) if device == "cuda" and torch.cuda.device_count() > 1 else model
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    ctc_loss = torch.nn.CTCLoss(blank=0, reduction="sum", zero_infinity=True)
+    targets = [torch.tensor(encode(t), dtype=torch.long) for t in train.texts]
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    lengths = train.lengths
+    per_epoch = len(make_batches(lengths, args.batch_frames, np.random.default_rng(0)))
+    total_steps = args.epochs * per_epoch
+    budget_s = args.max_minutes * 60 or math.inf
+    step, epoch0, trained_s, history = 0, 0, 0.0, []
+    if args.resume:
+        found = checkpoint.load_latest(run_dir, map_location=device)
+        if found is None:
+            raise ConfigError(f"--resume: no checkpoint in --run-dir {args.run_dir!r}")
+        _, state = found
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        step, epoch0, trained_s, history = state["step"], state["epoch"], state["trained_s"], state["history"]
+        log.info("asr train: resumed at epoch %d, step %d", epoch0, step)
+    log.info("asr train: %d utterances (%.0f s of audio), %d parameters, %d batches per epoch, device %s",
+             len(train), float(train.durations.sum()), n_params(model), per_epoch, device)
+
+    def progress() -> float:
+        return max(step / total_steps, trained_s / budget_s)
+
+    val_wer = history[-1]["val_wer"] if history else float("nan")
+    bf16 = use_bf16(args.precision, device)
+    with Progress("asr train", total=total_steps, unit="steps") as bar:
+        epoch = epoch0
+        while epoch < args.epochs and progress() < 1.0:
+            batches = make_batches(lengths, args.batch_frames, np.random.default_rng([args.seed, epoch]),
+                                   shortest_first=epoch == 0)
+            loader = torch.utils.data.DataLoader(BatchSet(train, targets, batches, args, epoch), batch_size=None,
+                                                 shuffle=False, num_workers=1, prefetch_factor=4,
+                                                 worker_init_fn=_worker_init)
+            net.train()
+            losses, t_epoch = [], time.monotonic()
+            for x, x_len, tgt, tgt_len in loader:
+                t0 = time.monotonic()
+                for g in opt.param_groups:
+                    g["lr"] = args.lr * schedule(progress(), args.warmup)
+                with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bf16):
+                    log_probs, out_len = net(x.to(device), x_len.to(device))  # (B, T', V), float32
+                loss = ctc_loss(log_probs.transpose(0, 1), tgt.to(device), out_len, tgt_len.to(device)) / len(x_len)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                opt.step()
+                step += 1
+                trained_s += time.monotonic() - t0
+                losses.append(loss.item())
+                bar.update(step, loss=float(np.mean(losses[-20:])), epoch=epoch + 1)
+                if progress() >= 1.0:
+                    break
+            del loader
+            epoch += 1
+            hyps = greedy_texts(model, val, device)
+            val_wer = word_error_rate(val.texts, hyps)
+            history.append({"epoch": epoch, "step": step, "loss": float(np.mean(losses)), "val_wer": val_wer,
+                            "epoch_s": round(time.monotonic() - t_epoch, 1)})
+            log.info("asr train: epoch %d step %d loss %.3f val WER %.4f (%.0f s)", epoch, step,
+                     np.mean(losses), val_wer, time.monotonic() - t_epoch)
+            checkpoint.save(run_dir, step, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                            "step": step, "epoch": epoch, "trained_s": trained_s,
+                                            "history": history, "config": to_dict(args)})
+    model.eval()
+    run_dir.write_bytes("model.pt", export_state(model.cpu(), {"val_wer": val_wer, "steps": step,
+                                                               "seed": args.seed, "n_train": args.n_train}))
+    return {
+        "epochs": epoch, "steps": step, "train_s": round(trained_s, 1), "val_wer": val_wer,
+        "final_loss": history[-1]["loss"] if history else float("nan"), "n_params": n_params(model),
+        "n_train": len(train), "train_audio_s": round(float(train.durations.sum()), 1), "device": device,
+        "precision": "bf16" if bf16 else "fp32",
+    }
+
+
+def _fit_remote(args: TrainArgs, run_dir_uri: str) -> dict[str, Any]:
+    """Ray task body for --gpus: the same loop on this task's GPU(s)."""
+    if not torch.cuda.is_available():
+        raise RuntimeError("--gpus was given but this Ray task sees no CUDA device")
+    return fit(args, run_dir_uri, "cuda")
+
+
+def prepare_run_dir(args: TrainArgs) -> RunDir:
+    """Check the run-dir against --resume before anything starts (ConfigError otherwise)."""
+    run_dir = RunDir(args.run_dir).ensure_writable()
+    has_ckpt = bool(checkpoint.list_steps(run_dir))
+    if args.resume and not has_ckpt:
+        raise ConfigError(f"--resume: no checkpoint in --run-dir {args.run_dir!r}")
+    if not args.resume and (has_ckpt or run_dir.exists("model.pt")):
+        raise ConfigError(f"--run-dir {args.run_dir!r} already holds a trained model: pass --resume or use a new "
+                          "run-dir")
+    return run_dir
+
+
+def train(args: TrainArgs) -> dict[str, Any]:
+    import ray
+
+    from services.common.ray_utils import init_ray
+
+    run_dir = prepare_run_dir(args)
+    run_dir.write_json("config.json", to_dict(args))
+    resources = init_ray()
+    if not args.data_workers:
+        args = dataclasses.replace(args, data_workers=max(1, int(resources.get("CPU", 1))))
+    t0 = time.monotonic()
+    # render the corpus first (Ray tasks), so that the training loop's budget is the loop's alone
+    corpus.ensure(run_dir, {"train": args.n_train, "val": args.n_val}, args.seed, args.data_workers)
+    data_s = time.monotonic() - t0
+    if args.gpus > 0:
+        if resources.get("GPU", 0) < args.gpus:
+            raise ConfigError(f"--gpus {args.gpus}: the Ray cluster has {resources.get('GPU', 0):g} GPUs")
+        task = ray.remote(_fit_remote).options(num_gpus=args.gpus, num_cpus=1)
+        result = ray.get(task.remote(args, run_dir.uri))
+    else:
+        result = fit(args, run_dir.uri, "cpu")
+    result["data_s"] = round(data_s, 1)
+    result["wall_s"] = round(time.monotonic() - t0, 1)
+    run_dir.write_json("result.json", result)
+    log.info("done: %s", {k: result[k] for k in ("epochs", "steps", "val_wer", "train_s", "wall_s")})
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    from services.common.ray_utils import shutdown_ray_if_local
+
+    setup_logging()
+    args = parse(TrainArgs, argv, prog="dojo asr train")
+    try:
+        prepare_run_dir(args)
+        return train(args)
+    except ConfigError as exc:
+        fail("dojo asr train", str(exc))
+    finally:
+        shutdown_ray_if_local()
+
+
+if __name__ == "__main__":
+    main()

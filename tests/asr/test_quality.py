@@ -1,0 +1,61 @@
+"""The acceptance thresholds: the committed checkpoint on freshly synthesised held-out voices (fast), and a
+retrain from scratch with the `make asr-model` recipe (slow)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+
+import pytest
+
+from tests.conftest import REPO, run_dojo
+
+CHECKPOINT = REPO / "deploy" / "models" / "asr" / "model.pt"
+# the recipe of `make asr-model` (the Makefile runs exactly these two commands with ASR_RUN_DIR)
+TRAIN = ["asr", "train", "--max-minutes", "11"]
+EVAL = ["asr", "eval"]
+# fresh held-out data for the committed model: a seed that training never used
+FRESH = ["--seed", "7", "--n-test", "450", "--n-other", "240"]
+WER_HELD_OUT = 0.05  # the issue's bar (greedy, voices never seen in training)
+WER_OTHER_SYNTH = 0.20  # the issue's aim for flite voices (a synthesiser never used in training)
+
+
+def check(res: dict) -> None:
+    assert res["wer_greedy"] <= WER_HELD_OUT, res
+    assert res["wer_beam"] <= WER_HELD_OUT, res
+    assert res["wer_other_synth"] <= WER_OTHER_SYNTH, res
+    # confidence means something: right transcripts score higher than wrong ones
+    if res["sentence_accuracy_greedy"] < 1:
+        assert res["confidence_correct_mean"] > res["confidence_wrong_mean"], res
+
+
+def test_committed_checkpoint_meets_the_thresholds_on_fresh_held_out_voices(tmp_path):
+    assert CHECKPOINT.stat().st_size <= 5 * 2**20
+    p = run_dojo(*EVAL, "--run-dir", str(tmp_path), "--model", str(CHECKPOINT), *FRESH, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    res = json.loads((tmp_path / "result.json").read_text())
+    assert res["n_utterances"] == 450 and res["n_other_synth"] == 240
+    check(res)
+    assert res["rtf"] < 0.05  # one thread, on a shared machine (bench/asr_rtf.py measures it quietly)
+
+
+def test_makefile_target_runs_the_recipe_the_slow_test_uses():
+    makefile = (REPO / "Makefile").read_text()
+    if "asr-model:" not in makefile:
+        pytest.skip("the asr-model target is not in the Makefile yet")
+    recipe = subprocess.run(["make", "-n", "asr-model", "ASR_RUN_DIR=R"], cwd=REPO, capture_output=True,
+                            text=True).stdout
+    assert re.search(r"dojo " + " ".join(TRAIN) + r" --run-dir R\b", recipe), recipe
+    assert re.search(r"dojo " + " ".join(EVAL) + r" --run-dir R\b", recipe), recipe
+
+
+@pytest.mark.slow
+def test_retrain_from_scratch_meets_the_thresholds(tmp_path):
+    run = tmp_path / "asr"
+    p = run_dojo(*TRAIN, "--run-dir", str(run), timeout=1500)
+    assert p.returncode == 0, p.stderr[-3000:]
+    p = run_dojo(*EVAL, "--run-dir", str(run), timeout=900)
+    assert p.returncode == 0, p.stderr[-3000:]
+    res = json.loads((run / "result.json").read_text())
+    check(res)
