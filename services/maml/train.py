@@ -56,8 +56,8 @@ class TrainArgs:
     """Meta-iterations (outer updates); default 20000 for sinusoid, 3000 for few-shot."""
     meta_batch: int | None = None
     """Tasks per meta-iteration; default 25 for sinusoid, 8 for few-shot."""
-    meta_lr: float = 1e-3
-    """Outer-loop Adam learning rate."""
+    meta_lr: float | None = None
+    """Outer step size: Adam's learning rate for (FO)MAML (default 1e-3); Reptile's ε, decayed linearly to 0 (default 1.0)."""
     inner_lr: float | None = None
     """Inner-loop (adaptation) step size α; default 0.01 for sinusoid, 0.4 (MAML) / 0.1 (Reptile) for few-shot."""
     inner_steps: int | None = None
@@ -73,11 +73,15 @@ class TrainArgs:
     val_every: int | None = None
     """Validate (and checkpoint) every N meta-iterations; default iterations / 10."""
     baselines: bool = True
-    """Also train and score the joint-training and from-scratch baselines."""
+    """Also train and score the baselines: joint training, from scratch, and (few-shot) transfer."""
     baseline_iterations: int | None = None
-    """Joint-training iterations (each on meta-batch × N × (K + Q) examples); default --iterations."""
+    """Joint-training / transfer iterations (each on meta-batch × N × (K + Q) examples); default --iterations."""
+    joint_lr: float = 1e-3
+    """Adam learning rate of the joint-training and transfer baselines."""
     baseline_val_tasks: int = 200
-    """Meta-validation tasks for choosing the baselines' fine-tuning step size."""
+    """Meta-validation tasks for choosing the fine-tuning step size (baselines, and --tune-eval-lr)."""
+    tune_eval_lr: bool = True
+    """Choose the meta-learner's test-time step size on meta-val too ({inner lr} ∪ the baselines' grid)."""
     hidden: int = 40
     """Hidden width of the sinusoid MLP (two layers)."""
     channels: int = 32
@@ -116,6 +120,8 @@ class TrainArgs:
             self.meta_batch = 25 if sine else 8
         if self.inner_lr is None:
             self.inner_lr = 0.01 if sine else (0.1 if reptile else 0.4)
+        if self.meta_lr is None:
+            self.meta_lr = 1.0 if reptile else 1e-3
         if self.inner_steps is None:
             self.inner_steps = 5 if reptile else 1
         if self.val_every is None:
@@ -181,7 +187,8 @@ class Trainer:
         f = self.family
         if args.algo == "reptile":
             self.learner = Reptile(self.model, f.loss_fn, f.metric_fn, args.inner_lr, args.inner_steps,
-                                   args.meta_lr, args.vmap_tasks)
+                                   args.meta_lr, args.iterations, args.ways if args.task == "fewshot" else 1,
+                                   args.vmap_tasks)
         else:
             self.learner = MetaLearner(self.model, f.loss_fn, f.metric_fn, args.inner_lr, args.inner_steps,
                                        args.meta_lr, first_order=args.algo == "fomaml", vmap_tasks=args.vmap_tasks)
@@ -280,34 +287,45 @@ class Trainer:
             if k == a.shots and s == a.eval_steps:
                 out[f"{prefix}_mean"], out[f"{prefix}_ci95"] = sc.mean, sc.ci95
 
+        grid = baselines.SINE_LR_GRID if sine else baselines.FEWSHOT_LR_GRID
+
+        def score(name: str, model: torch.nn.Module, params: dict[str, torch.Tensor], lrs: tuple[float, ...]) -> None:
+            """Pick the step size per step count on meta-val (if there is a choice), then meta-test."""
+            for k in shots_list:
+                best = {s: lrs[0] for s in steps}
+                if len(lrs) > 1:
+                    best = baselines.tune_lr(f, model, params, grid=lrs, steps=steps, shots=k,
+                                             queries=a.eval_queries, tasks=a.baseline_val_tasks, seed=a.seed + VAL_SEED)
+                for lr in sorted(set(best.values())):
+                    todo = tuple(s for s in steps if best[s] == lr)
+                    scores = evaluate(f, model, params, split="test", tasks=a.eval_tasks, shots=k,
+                                      queries=a.eval_queries, lr=lr, steps=todo, seed=a.seed + TEST_SEED)
+                    for s, sc in scores.items():
+                        put(name, k, s, sc)
+                if k == a.shots:
+                    out[f"{name}_lr"] = best[a.eval_steps]
+
         t0 = time.monotonic()
-        params = self.best_params()
-        for k in shots_list:
-            scores = evaluate(f, self.model, params, split="test", tasks=a.eval_tasks, shots=k,
-                              queries=a.eval_queries, lr=a.inner_lr, steps=steps, seed=a.seed + TEST_SEED)
-            for s, sc in scores.items():
-                put("meta_test", k, s, sc)
+        meta_lrs = tuple(sorted({a.inner_lr, *grid})) if a.tune_eval_lr else (a.inner_lr,)
+        score("meta_test", self.model, self.best_params(), meta_lrs)
         out["meta_test_tasks"] = a.eval_tasks
         out["meta_test_wall_s"] = time.monotonic() - t0
         if not with_baselines:
             return out
         t0 = time.monotonic()
         joint = baselines.pretrain_joint(f, iterations=a.baseline_iterations, meta_batch=a.meta_batch,
-                                         shots=a.shots, queries=a.queries, ways=a.ways, lr=a.meta_lr, seed=a.seed,
-                                         channels=a.channels, device=self.device)
+                                         shots=a.shots, queries=a.queries, lr=a.joint_lr, seed=a.seed,
+                                         device=self.device)
         out["joint_train_wall_s"] = time.monotonic() - t0
-        scratch = baselines.scratch(f, a.seed, self.device)
-        grid = baselines.SINE_LR_GRID if sine else baselines.FEWSHOT_LR_GRID
-        for name, (model, p) in (("joint", joint), ("scratch", scratch)):
-            for k in shots_list:
-                lrs = baselines.tune_lr(f, model, p, grid=grid, steps=steps, shots=k, queries=a.eval_queries,
-                                        tasks=a.baseline_val_tasks, seed=a.seed + VAL_SEED)
-                for s in steps:
-                    sc = evaluate(f, model, p, split="test", tasks=a.eval_tasks, shots=k, queries=a.eval_queries,
-                                  lr=lrs[s], steps=(s,), seed=a.seed + TEST_SEED)[s]
-                    put(name, k, s, sc)
-                    if k == a.shots and s == a.eval_steps:
-                        out[f"{name}_lr"] = lrs[s]
+        score("joint", *joint, grid)
+        if not sine:
+            t1 = time.monotonic()
+            transfer = baselines.pretrain_transfer(f, iterations=a.baseline_iterations, meta_batch=a.meta_batch,
+                                                   shots=a.shots, queries=a.queries, ways=a.ways, lr=a.joint_lr,
+                                                   seed=a.seed, channels=a.channels, device=self.device)
+            out["transfer_train_wall_s"] = time.monotonic() - t1
+            score("transfer", *transfer, grid)
+        score("scratch", *baselines.scratch(f, a.seed, self.device), grid)
         out["baselines_wall_s"] = time.monotonic() - t0
         return out
 
@@ -357,7 +375,7 @@ def train(args: TrainArgs) -> dict[str, Any]:
                 "best_val_metric": trainer.best["metric"]}, buf)
     run_dir.write_bytes("model.pt", buf.getvalue())
     run_dir.write_json("result.json", result)
-    keys = ("meta_test_mean", "meta_test_ci95", "joint_mean", "scratch_mean", "wall_s")
+    keys = ("meta_test_mean", "meta_test_ci95", "joint_mean", "transfer_mean", "scratch_mean", "wall_s")
     log.info("done: %s", {k: result[k] for k in keys if k in result})
     return result
 

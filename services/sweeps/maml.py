@@ -64,7 +64,8 @@ class MamlSweepArgs(SchedulerArgs):
 
 
 def search_space(algo: str, task: str) -> dict[str, Any]:
-    """The four swept hyperparameters, centred on each algorithm's published defaults."""
+    """The four swept hyperparameters, centred on each algorithm's published defaults
+    (Reptile's meta lr is its outer step size ε, not an Adam learning rate)."""
     reptile = algo == "reptile"
     if task == "sinusoid":
         inner_lr = tune.loguniform(0.003, 0.05)
@@ -75,7 +76,7 @@ def search_space(algo: str, task: str) -> dict[str, Any]:
     return {
         "inner_lr": inner_lr,
         "inner_steps": tune.choice([3, 5, 8] if reptile else [1, 2, 3]),
-        "meta_lr": tune.loguniform(3e-4, 3e-3),
+        "meta_lr": tune.uniform(0.2, 1.0) if reptile else tune.loguniform(3e-4, 3e-3),
         "meta_batch": meta_batch,
     }
 

@@ -9,7 +9,7 @@ from torch.func import functional_call
 
 from services.maml.maml import accuracy, cross_entropy, meta_gradient, mse
 from services.maml.models import ConvNet, SineMLP
-from services.maml.reptile import reptile_direction
+from services.maml.reptile import minibatches, reptile_direction
 from services.maml.tasks import sample_sinusoids
 
 pytestmark = pytest.mark.usefixtures("float64")
@@ -149,22 +149,36 @@ def test_vmap_and_loop_agree(first_order):
 def test_reptile_direction_is_weight_difference():
     model, loss_fn, _, (sx, sy, qx, qy), lr = sine_case(tasks=3)
     params = {k: v.detach() for k, v in model.named_parameters()}
-    got = reptile_direction(model, loss_fn, params, sx, sy, lr, steps=3)
+    xs, ys = minibatches(sx, sy, qx, qy, ways=1, steps=3)  # (T, 3, K, 1)
+    got = reptile_direction(model, loss_fn, params, xs, ys, lr)
     phis = []
     for i in range(sx.shape[0]):  # plain SGD with an nn.Module copy
         m = SineMLP(hidden=6).double()
         m.load_state_dict({k: v.clone() for k, v in params.items()})
         opt = torch.optim.SGD(m.parameters(), lr=lr)
-        for _ in range(3):
+        for s in range(3):
             opt.zero_grad()
-            loss_fn(m(sx[i]), sy[i]).backward()
+            loss_fn(m(xs[i, s]), ys[i, s]).backward()
             opt.step()
         phis.append(flat({k: v.detach() for k, v in m.named_parameters()}))
     want = flat(params) - torch.stack(phis).mean(0)
     assert torch.allclose(flat(got), want, rtol=1e-9, atol=1e-12)
     assert want.norm() > 0
-    loop = reptile_direction(model, loss_fn, params, sx, sy, lr, steps=3, vmap_tasks=False)
+    loop = reptile_direction(model, loss_fn, params, xs, ys, lr, vmap_tasks=False)
     assert torch.allclose(flat(loop), want, rtol=1e-9, atol=1e-12)
+
+
+def test_reptile_minibatches_look_like_support_sets():
+    t, n, k, q = 2, 3, 2, 3
+    sx = torch.arange(t * n * k).view(t, n * k, 1).double()
+    qx = 100 + torch.arange(t * n * q).view(t, n * q, 1).double()
+    sy, qy = torch.arange(n).repeat_interleave(k).expand(t, -1), torch.arange(n).repeat_interleave(q).expand(t, -1)
+    xs, ys = minibatches(sx, sy, qx, qy, ways=n, steps=3)
+    assert xs.shape == (t, 3, n * k, 1) and ys.shape == (t, 3, n * k)
+    assert torch.equal(xs[:, 0], sx) and torch.equal(ys[:, 0], sy)  # first the support set
+    assert all(ys[i, s].tolist() == [0, 0, 1, 1, 2, 2] for i in range(t) for s in range(3))  # K per class
+    assert xs[0, 1, :, 0].tolist() == [100, 101, 103, 104, 106, 107]  # then query slices, per class
+    assert torch.equal(xs[:, 2], xs[:, 0])  # (K + Q) // K = 2 slices: cycle
 
 
 def test_batch_stat_norm_matches_torch_batch_norm():

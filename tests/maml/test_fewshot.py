@@ -1,0 +1,42 @@
+"""Few-shot glyph classification: a smoke run of every algorithm, and (slow) the acceptance runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.maml import train
+
+
+@pytest.mark.parametrize("algo", ["maml", "fomaml", "reptile"])
+def test_fewshot_smoke(tmp_path, glyph_cache, algo):
+    """Every code path of the few-shot harness on a tiny budget: meta-training, validation,
+    checkpoints, meta-test with the step-size search, both baselines."""
+    r = train.main(["--task", "fewshot", "--algo", algo, "--ways", "3", "--shots", "1", "--queries", "2",
+                    "--iterations", "16", "--val-every", "8", "--meta-batch", "2", "--val-tasks", "10",
+                    "--eval-tasks", "30", "--eval-steps", "2", "--baseline-iterations", "8",
+                    "--baseline-val-tasks", "10", "--channels", "8", "--threads", "1",
+                    "--cache-dir", glyph_cache, "--run-dir", str(tmp_path / algo)])
+    assert r["metric"] == "accuracy" and r["ways"] == 3 and r["meta_test_tasks"] == 30
+    for m in ("meta_test", "joint", "transfer", "scratch"):
+        assert 0.0 <= r[f"{m}_mean"] <= 1.0 and r[f"{m}_ci95"] >= 0.0
+    assert r["meta_test_mean"] > 1 / 3  # above chance after 16 meta-iterations
+
+
+SLOW = {1: 3000, 5: 2000}  # meta-iterations per shot setting
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shots", [1, 5])
+@pytest.mark.parametrize("algo", ["maml", "reptile"])
+def test_fewshot_5way_beats_both_baselines(tmp_path, glyph_cache, algo, shots):
+    """Acceptance: 5-way K-shot on held-out alphabets, 600 meta-test tasks: the meta-learner's
+    accuracy is above joint training's and scratch's (95% CIs in result.json). The stronger
+    all-class transfer baseline is reported too; at this budget MAML only matches it
+    (docs/maml.md, "Results"), so it is not asserted."""
+    r = train.main(["--task", "fewshot", "--algo", algo, "--ways", "5", "--shots", str(shots),
+                    "--iterations", str(SLOW[shots]), "--val-every", "500", "--threads", "1",
+                    "--baseline-val-tasks", "100", "--cache-dir", glyph_cache, "--run-dir", str(tmp_path / "run")])
+    assert r["meta_test_tasks"] == 600
+    assert r["meta_test_mean"] > r["scratch_mean"] + r["scratch_ci95"], r
+    assert r["meta_test_mean"] > r["joint_mean"] + r["joint_ci95"], r
+    assert 0.2 < r["transfer_mean"] <= 1.0
