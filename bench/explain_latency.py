@@ -2,7 +2,7 @@
 
     python bench/explain_latency.py --requests 50 --concurrency 16 > explain_latency.json
 
-1. in-process compute time per method (the explainer alone, no Serve), p50 per request;
+1. in-process compute time per method (the explainer alone, one torch thread, no Serve), p50 / p99;
 2. sequential HTTP requests per method and model: p50 / p99 end-to-end latency;
 3. throughput (requests/s) with ``--concurrency`` clients, ExplainModel with dynamic batching
    (max_batch_size 16) and without (max_batch_size 1), for each method on MNIST.
@@ -32,11 +32,14 @@ def pct(values: list[float], q: float) -> float:
 
 
 def in_process(checkpoint: str, n: int, samples: int) -> dict:
+    import torch
+
     from services.explain.base import Options
     from services.explain.explainers import METHODS as EXPLAINERS
     from services.explain.models import image_data
     from services.explain.train import load_bundles
 
+    torch.set_num_threads(1)  # as in a Serve replica (Ray sets OMP_NUM_THREADS=1 for fractional CPUs)
     b = load_bundles(checkpoint)["mnist"]
     x, _ = image_data("mnist", "test")
     out = {}
@@ -141,11 +144,11 @@ def main() -> None:
                 rps = asyncio.run(_load(url, m, body, args.throughput_requests, args.concurrency, args.samples))
                 result["throughput_rps"][f"{m}/batch{batch}"] = round(rps, 2)
             serve.delete(f"bench-b{batch}")
+        result["load_avg_end"] = os.getloadavg()[0]
+        print(json.dumps(result, indent=1), flush=True)
     finally:
         serve.shutdown()
         ray.shutdown()
-    result["load_avg_end"] = os.getloadavg()[0]
-    print(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

@@ -86,3 +86,10 @@ def test_doc_http_commands_run(url, tmp_path):
     kserve = json.loads((tmp_path / "kserve.json").read_text())
     assert kserve["predictions"] == [2, 1] and len(kserve["explanations"]) == 2
     assert np.array(kserve["explanations"][0]["attributions"]).shape == (28, 28)
+
+
+def test_docs_metrics_table_is_current():
+    import services.explain.metrics  # noqa: F401 - registers the definitions
+    from services.common.metrics import markdown_table
+
+    assert markdown_table("dojo_explain_") in (REPO / "docs" / "explain.md").read_text()
