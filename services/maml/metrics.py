@@ -9,7 +9,7 @@ META_ITERATIONS = define("dojo_maml_meta_iterations", "counter", "Outer-loop (me
 TASKS = define("dojo_maml_tasks", "counter", "Training tasks consumed by the outer loop", TAGS)
 TRAIN_LOSS = define(
     "dojo_maml_train_loss", "gauge",
-    "Mean loss of the last meta-batch (MAML: query loss after adaptation; Reptile: task loss before)", TAGS,
+    "Mean loss of the last meta-batch (MAML: query loss after adaptation; Reptile: support loss before)", TAGS,
 )
 VAL_METRIC = define(
     "dojo_maml_val_metric", "gauge",

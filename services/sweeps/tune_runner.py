@@ -33,23 +33,17 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import BasicVariantGenerator
 
 from services.common.config import ConfigError, rebuild, require
-from services.common.metrics import MetricSet, define
+from services.common.metrics import MetricSet
 from services.common.progress import log
 from services.common.rundir import RunDir
+from services.sweeps.metrics import ALL as ALL_METRICS
+from services.sweeps.metrics import BEST_METRIC, TRIAL_RESULTS, TRIALS_FINISHED
 
 T = TypeVar("T")
 
 EXPERIMENT = "tune"  # <run-dir>/tune holds Tune's experiment state, trials and checkpoints
 STATE_FILE = "state.pt"
 
-TAGS = ("sweep", "family")
-TRIAL_RESULTS = define("dojo_sweep_trial_results", "counter", "Intermediate results reported by sweep trials", TAGS)
-TRIALS_FINISHED = define(
-    "dojo_sweep_trials_finished", "counter", "Sweep trials that ended (completed, stopped early or failed)",
-    TAGS + ("status",),
-)
-BEST_METRIC = define("dojo_sweep_best_metric", "gauge", "Best value of the optimised metric so far", TAGS)
-ALL_METRICS = [TRIAL_RESULTS, TRIALS_FINISHED, BEST_METRIC]
 
 
 @dataclasses.dataclass
@@ -171,6 +165,9 @@ def run_sweep(spec: SweepSpec, sweep_args: Any, run_dir: RunDir, resume: bool) -
     """Run (or resume) the sweep on the current Ray cluster; write and return result.json's content."""
     a = sweep_args
     t0 = time.monotonic()
+    # Each trial checkpoint forces an experiment-state snapshot (what makes a killed sweep resumable
+    # from its latest checkpoints); Tune would warn about that on every report.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     trainable = tune.with_resources(spec.trainable, {"cpu": a.cpus_per_trial, "gpu": a.gpus_per_trial})
     fs = None if run_dir.is_local else run_dir.fs
     sweep_name = run_dir.root.rstrip("/").split("/")[-1]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from services.maml import train
@@ -36,6 +38,7 @@ def test_fewshot_5way_beats_both_baselines(tmp_path, glyph_cache, algo, shots):
     r = train.main(["--task", "fewshot", "--algo", algo, "--ways", "5", "--shots", str(shots),
                     "--iterations", str(SLOW[shots]), "--val-every", "500", "--threads", "1",
                     "--baseline-val-tasks", "100", "--cache-dir", glyph_cache, "--run-dir", str(tmp_path / "run")])
+    print(json.dumps({"algo": algo, "shots": shots, **r}))  # the numbers docs/maml.md quotes (pytest -s)
     assert r["meta_test_tasks"] == 600
     assert r["meta_test_mean"] > r["scratch_mean"] + r["scratch_ci95"], r
     assert r["meta_test_mean"] > r["joint_mean"] + r["joint_ci95"], r
