@@ -4,14 +4,14 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/pip install -q -c constraints/cpu.txt
 # Debian packages that tests and services need (installed when running as root with apt-get).
-SYSTEM_PACKAGES ?= prometheus espeak-ng dataset-fashion-mnist fonts-noto-core fonts-unifont fonts-freefont-ttf
+SYSTEM_PACKAGES ?= prometheus espeak-ng flite dataset-fashion-mnist fonts-noto-core fonts-unifont fonts-freefont-ttf
 PYTEST_ARGS ?=
 RUN_DIR ?= runs/a3c-cartpole-$(shell date +%Y%m%d-%H%M%S)
 UP_ARGS ?=
 UP_STATE ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-packages run down train-a3c dashboards chart-sync test test-k8s test-slow lint clean
+.PHONY: help install system-packages run down train-a3c asr-model dashboards chart-sync test test-k8s test-slow lint clean
 
 help: ## show this help
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -41,6 +41,11 @@ down: ## stop what `make run` started
 
 train-a3c: install ## A3C on CartPole-v1 on a local Ray until greedy return 475
 	$(BIN)/dojo a3c train --env CartPole-v1 --workers 2 --target-return 475 --run-dir $(RUN_DIR)
+
+ASR_RUN_DIR ?= runs/asr
+asr-model: install ## ASR: synthesise the corpus, train 11 min on CPU, evaluate on held-out voices -> $(ASR_RUN_DIR)
+	$(BIN)/dojo asr train --max-minutes 11 --run-dir $(ASR_RUN_DIR)
+	$(BIN)/dojo asr eval --run-dir $(ASR_RUN_DIR)
 
 dashboards: install ## regenerate deploy/grafana, the chart's dashboards, Prometheus rules and docs/metrics.md
 	$(BIN)/dojo dashboards render

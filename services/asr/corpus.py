@@ -43,7 +43,7 @@ from services.common.config import ConfigError
 from services.common.progress import Progress, log
 from services.common.rundir import RunDir
 
-CORPUS_VERSION = 2  # bump when rendering changes, so cached splits are rebuilt
+CORPUS_VERSION = 3  # bump when rendering changes, so cached splits are rebuilt
 ACCENTS = ("en", "en-us", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp", "en-gb-x-gbcwmd", "en-029",
            "en-us-nyc")
 HELD_OUT_ACCENTS = ("en-gb-x-gbcwmd", "en-029")
@@ -202,7 +202,7 @@ def plan(split: str, n: int, seed: int) -> list[Utterance]:
         out.append(Utterance(
             text=text, engine=engine, voice=voice, category=category, rate=rate, pitch=pitch,
             pitch_range=int(rng.integers(20, 95)), gap=int(rng.integers(0, 9)),
-            lead_s=float(rng.uniform(0.03, 0.3)), tail_s=float(rng.uniform(0.03, 0.3)),
+            lead_s=float(rng.uniform(0.03, 0.25)), tail_s=float(rng.uniform(0.03, 0.25)),
             rt60=float(rng.uniform(0.1, 0.7)) if rng.random() < (0.4 if train else 0.3) else 0.0,
             noise=str(rng.choice(NOISES)) if noisy else "",
             snr_db=float(rng.uniform(0, 30) if train else rng.uniform(5, 30)),

@@ -122,8 +122,8 @@ def random_channel(n_bands: int, rng: np.random.Generator, max_db: float = 6.0) 
     return torch.from_numpy((curve * max_db / 10 * np.log(10)).astype(np.float32))
 
 
-def spec_augment(feats: torch.Tensor, rng: np.random.Generator, freq_masks: int = 2, freq_width: int = 12,
-                 time_masks: int = 2, time_ratio: float = 0.06) -> torch.Tensor:
+def spec_augment(feats: torch.Tensor, rng: np.random.Generator, freq_masks: int = 2, freq_width: int = 10,
+                 time_masks: int = 1, time_ratio: float = 0.05) -> torch.Tensor:
     """SpecAugment on normalised (T, F) features: masked regions are set to the mean (0)."""
     out = feats.clone()
     T, n = out.shape

@@ -45,12 +45,13 @@ def decode(ids) -> str:
 
 
 def sample_transcript(rng: np.random.Generator) -> str:
-    """A random utterance: a digit string (1-7 digits), one or two commands, or a command and digits."""
-    kind = rng.choice(3, p=[0.55, 0.3, 0.15])
+    """A random utterance: a digit string (1-7 digits, 40 %), one to three commands (40 %), or a command and
+    1-4 digits (20 %). Commands are rarer words than digits, so they get as many utterances."""
+    kind = rng.choice(3, p=[0.4, 0.4, 0.2])
     if kind == 0:
         words = rng.choice(DIGIT_WORDS, size=int(rng.integers(1, 8))).tolist()
     elif kind == 1:
-        words = rng.choice(COMMAND_WORDS, size=int(rng.integers(1, 3))).tolist()
+        words = rng.choice(COMMAND_WORDS, size=int(rng.integers(1, 4))).tolist()
     else:
         words = [str(rng.choice(COMMAND_WORDS))] + rng.choice(DIGIT_WORDS, size=int(rng.integers(1, 5))).tolist()
     return " ".join(words)

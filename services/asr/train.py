@@ -10,6 +10,7 @@ The learning-rate schedule runs over whichever budget ends first, ``--epochs`` o
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -78,8 +79,10 @@ class TrainArgs:
     """Vocal-tract-length warp factors are drawn from [1 − vtlp, 1 + vtlp]."""
     speed: float = 0.15
     """Speed-perturbation rates are drawn from [1 − speed, 1 + speed]."""
+    procs: int = 2
+    """Data-parallel training processes on CPU (torch.distributed, gloo), each with --threads threads."""
     threads: int = 1
-    """torch CPU threads for the training loop (0 = torch's default); batches are prepared in another process."""
+    """torch CPU threads per training process (0 = torch's default); batches are prepared in another process."""
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     """bf16 autocast for the convolutions and the GRU (auto: when the CPU or GPU supports bfloat16)."""
 
@@ -100,6 +103,7 @@ class TrainArgs:
         require(0 <= self.dropout < 1, f"--dropout must be in [0, 1) (got {self.dropout})")
         require(0 <= self.vtlp < 0.5 and 0 <= self.speed < 0.5, "--vtlp and --speed must be in [0, 0.5)")
         require(self.threads >= 0, f"--threads must be >= 0 (got {self.threads})")
+        require(self.procs >= 1, f"--procs must be >= 1 (got {self.procs})")
 
     def model_config(self) -> ModelConfig:
         return ModelConfig(channels=self.channels, subsample=self.subsample, proj=self.proj, hidden=self.hidden,
@@ -197,20 +201,31 @@ def greedy_texts(model: CTCModel, split: corpus.Split, device: str, batch: int =
 
 
 # --- the loop -------------------------------------------------------------------------------------------
-def fit(args: TrainArgs, run_dir_uri: str, device: str) -> dict[str, Any]:
-    """Train on the cached corpus in the run-dir; returns result.json's content."""
+def fit(args: TrainArgs, run_dir_uri: str, device: str, rank: int = 0, world: int = 1) -> dict[str, Any]:
+    """Train on the cached corpus in the run-dir; returns result.json's content (on rank 0).
+
+    With ``world`` > 1 this is one of ``world`` data-parallel processes (torch.distributed, gloo):
+    every process builds the same global batches and takes its share of each, DDP averages the
+    gradients, and rank 0 decides when the time budget is spent, validates and writes checkpoints.
+    """
+    import torch.distributed as dist
+
     setup_logging()
     run_dir = RunDir(run_dir_uri)
     data = corpus.ensure(run_dir, {"train": args.n_train, "val": args.n_val}, args.seed, args.data_workers or 1)
     train, val = data["train"], data["val"]
-    torch.manual_seed(args.seed)
+    torch.manual_seed(args.seed)  # the same initial weights in every process
+    torch.set_num_threads(args.threads or torch.get_num_threads())
     model = CTCModel(args.model_config()).to(device)
-    # several GPUs in one task: split each batch across them (the packed GRU input is per-sample, so this is safe)
-    net = torch.nn.DataParallel(model) if device == "cuda" and torch.cuda.device_count() > 1 else model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model)
+    elif device == "cuda" and torch.cuda.device_count() > 1:  # several GPUs in one Ray task
+        net = torch.nn.DataParallel(model)
+    else:
+        net = model
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     ctc_loss = torch.nn.CTCLoss(blank=0, reduction="sum", zero_infinity=True)
     targets = [torch.tensor(encode(t), dtype=torch.long) for t in train.texts]
-    torch.set_num_threads(args.threads or torch.get_num_threads())
     lengths = train.lengths
     per_epoch = len(make_batches(lengths, args.batch_frames, np.random.default_rng(0)))
     total_steps = args.epochs * per_epoch
@@ -224,62 +239,112 @@ def fit(args: TrainArgs, run_dir_uri: str, device: str) -> dict[str, Any]:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         step, epoch0, trained_s, history = state["step"], state["epoch"], state["trained_s"], state["history"]
-        log.info("asr train: resumed at epoch %d, step %d", epoch0, step)
-    log.info("asr train: %d utterances (%.0f s of audio), %d parameters, %d batches per epoch, device %s",
-             len(train), float(train.durations.sum()), n_params(model), per_epoch, device)
+        if rank == 0:
+            log.info("asr train: resumed at epoch %d, step %d", epoch0, step)
+    if rank == 0:
+        log.info("asr train: %d utterances (%.0f s of audio), %d parameters, %d batches per epoch, %d process(es), "
+                 "device %s", len(train), float(train.durations.sum()), n_params(model), per_epoch, world, device)
 
     def progress() -> float:
-        return max(step / total_steps, trained_s / budget_s)
+        """Fraction of the schedule done: steps or wall time, whichever is further along (rank 0's clock)."""
+        p = torch.tensor([max(step / total_steps, trained_s / budget_s)], dtype=torch.float64)
+        if world > 1:
+            dist.broadcast(p, 0)
+        return float(p)
 
     val_wer = history[-1]["val_wer"] if history else float("nan")
     bf16 = use_bf16(args.precision, device)
-    with Progress("asr train", total=total_steps, unit="steps") as bar:
+    with Progress("asr train", total=total_steps, unit="steps") if rank == 0 else contextlib.nullcontext() as bar:
         epoch = epoch0
-        while epoch < args.epochs and progress() < 1.0:
+        done = progress()
+        while epoch < args.epochs and done < 1.0:
             batches = make_batches(lengths, args.batch_frames, np.random.default_rng([args.seed, epoch]),
                                    shortest_first=epoch == 0)
-            loader = torch.utils.data.DataLoader(BatchSet(train, targets, batches, args, epoch), batch_size=None,
-                                                 shuffle=False, num_workers=1, prefetch_factor=4,
+            share = [b[rank::world] for b in batches if len(b) >= world]  # this process's part of each batch
+            sizes = [len(b) for b in batches if len(b) >= world]
+            loader = torch.utils.data.DataLoader(BatchSet(train, targets, share, args, epoch * world + rank),
+                                                 batch_size=None, shuffle=False, num_workers=1, prefetch_factor=4,
                                                  worker_init_fn=_worker_init)
             net.train()
             losses, t_epoch = [], time.monotonic()
-            for x, x_len, tgt, tgt_len in loader:
+            for i, (x, x_len, tgt, tgt_len) in enumerate(loader):
                 t0 = time.monotonic()
                 for g in opt.param_groups:
-                    g["lr"] = args.lr * schedule(progress(), args.warmup)
+                    g["lr"] = args.lr * schedule(done, args.warmup)
                 with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bf16):
                     log_probs, out_len = net(x.to(device), x_len.to(device))  # (B, T', V), float32
-                loss = ctc_loss(log_probs.transpose(0, 1), tgt.to(device), out_len, tgt_len.to(device)) / len(x_len)
+                # Σ loss over the global batch / its size: DDP averages over processes, hence × world
+                loss = ctc_loss(log_probs.transpose(0, 1), tgt.to(device), out_len, tgt_len.to(device))
+                loss = loss * world / sizes[i]
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
                 opt.step()
                 step += 1
                 trained_s += time.monotonic() - t0
-                losses.append(loss.item())
-                bar.update(step, loss=float(np.mean(losses[-20:])), epoch=epoch + 1)
-                if progress() >= 1.0:
+                losses.append(loss.item() / world * sizes[i] / len(x_len))
+                if bar is not None:
+                    bar.update(step, loss=float(np.mean(losses[-20:])), epoch=epoch + 1)
+                done = progress()
+                if done >= 1.0:
                     break
             del loader
             epoch += 1
-            hyps = greedy_texts(model, val, device)
-            val_wer = word_error_rate(val.texts, hyps)
-            history.append({"epoch": epoch, "step": step, "loss": float(np.mean(losses)), "val_wer": val_wer,
-                            "epoch_s": round(time.monotonic() - t_epoch, 1)})
-            log.info("asr train: epoch %d step %d loss %.3f val WER %.4f (%.0f s)", epoch, step,
-                     np.mean(losses), val_wer, time.monotonic() - t_epoch)
-            checkpoint.save(run_dir, step, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                            "step": step, "epoch": epoch, "trained_s": trained_s,
-                                            "history": history, "config": to_dict(args)})
-    model.eval()
-    run_dir.write_bytes("model.pt", export_state(model.cpu(), {"val_wer": val_wer, "steps": step,
-                                                               "seed": args.seed, "n_train": args.n_train}))
-    return {
-        "epochs": epoch, "steps": step, "train_s": round(trained_s, 1), "val_wer": val_wer,
-        "final_loss": history[-1]["loss"] if history else float("nan"), "n_params": n_params(model),
-        "n_train": len(train), "train_audio_s": round(float(train.durations.sum()), 1), "device": device,
-        "precision": "bf16" if bf16 else "fp32",
-    }
+            if rank == 0:
+                hyps = greedy_texts(model, val, device)
+                val_wer = word_error_rate(val.texts, hyps)
+                history.append({"epoch": epoch, "step": step, "loss": float(np.mean(losses)), "val_wer": val_wer,
+                                "epoch_s": round(time.monotonic() - t_epoch, 1)})
+                log.info("asr train: epoch %d step %d loss %.3f val WER %.4f (%.0f s)", epoch, step,
+                         np.mean(losses), val_wer, time.monotonic() - t_epoch)
+                checkpoint.save(run_dir, step, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                                "step": step, "epoch": epoch, "trained_s": trained_s,
+                                                "history": history, "config": to_dict(args)})
+            done = progress()
+    result: dict[str, Any] = {}
+    if rank == 0:
+        model.eval()
+        run_dir.write_bytes("model.pt", export_state(model.cpu(), {"val_wer": val_wer, "steps": step,
+                                                                   "seed": args.seed, "n_train": args.n_train}))
+        result = {
+            "epochs": epoch, "steps": step, "train_s": round(trained_s, 1), "val_wer": val_wer,
+            "final_loss": history[-1]["loss"] if history else float("nan"), "n_params": n_params(model),
+            "n_train": len(train), "train_audio_s": round(float(train.durations.sum()), 1), "device": device,
+            "precision": "bf16" if bf16 else "fp32", "processes": world,
+        }
+    if world > 1:
+        dist.barrier()  # nobody leaves the process group while rank 0 still writes
+    return result
+
+
+def _fit_process(rank: int, world: int, port: int, args: TrainArgs, run_dir_uri: str, results) -> None:
+    """One data-parallel training process (torch.multiprocessing.spawn target)."""
+    import torch.distributed as dist
+
+    torch.set_num_threads(args.threads or 1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        result = fit(args, run_dir_uri, "cpu", rank, world)
+        if rank == 0:
+            results.put(result)
+    finally:
+        dist.destroy_process_group()
+
+
+def fit_processes(args: TrainArgs, run_dir_uri: str) -> dict[str, Any]:
+    """``--procs`` data-parallel CPU processes on this machine (one thread each)."""
+    if args.procs == 1:
+        return fit(args, run_dir_uri, "cpu")
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    results = mp.get_context("spawn").SimpleQueue()
+    mp.spawn(_fit_process, args=(args.procs, port, args, run_dir_uri, results), nprocs=args.procs, join=True)
+    return results.get()
 
 
 def _fit_remote(args: TrainArgs, run_dir_uri: str) -> dict[str, Any]:
@@ -321,7 +386,7 @@ def train(args: TrainArgs) -> dict[str, Any]:
         task = ray.remote(_fit_remote).options(num_gpus=args.gpus, num_cpus=1)
         result = ray.get(task.remote(args, run_dir.uri))
     else:
-        result = fit(args, run_dir.uri, "cpu")
+        result = fit_processes(args, run_dir.uri)
     result["data_s"] = round(data_s, 1)
     result["wall_s"] = round(time.monotonic() - t0, 1)
     run_dir.write_json("result.json", result)

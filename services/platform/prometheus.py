@@ -41,7 +41,7 @@ def alert_rules() -> dict:
                  "/ sum by (ray_io_cluster) (rate(ray_dojo_serve_requests_total[5m])) > 0.05",
          "for": "10m", "labels": {"severity": "critical"},
          "annotations": {"summary": "More than 5% of Serve requests fail with 5xx",
-                         "description": "See the 'Serving: ASR and explain' dashboard and replica logs."}},
+                         "description": "See the 'Serving: ASR, explain, embeddings' dashboard and replica logs."}},
         {"alert": "DojoServeReplicaRestarts",
          "expr": "sum by (ray_io_cluster, deployment) (increase(ray_serve_deployment_replica_starts_total[15m])) > 3",
          "labels": {"severity": "warning"},

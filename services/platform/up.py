@@ -30,7 +30,7 @@ from services.serve.app import CAPABILITIES, _installed
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 SERVE_CONFIG = REPO / "deploy" / "serve" / "raydojo.yaml"
-MODEL_DIRS = {"asr": "asr", "explain": "explain", "embed": "metric"}  # capability -> deploy/models/<dir>
+MODEL_DIRS = {"asr": "asr", "explain": "explain", "embed": "metric/triplet-mnist"}  # capability -> deploy/models/<dir>
 
 
 @dataclasses.dataclass

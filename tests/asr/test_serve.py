@@ -166,3 +166,22 @@ def test_missing_checkpoint_is_a_clear_startup_error(tmp_path):
     assert str(tmp_path / "nope" / "model.pt") in str(exc.value) and "dojo asr train" in str(exc.value)
     with pytest.raises(StartupError, match="dojo asr train"):
         build_app({"storage_root": str(tmp_path), "asr_checkpoint": "runs/asr"})
+
+
+def test_documented_curl_commands(asr_app, held_out, tmp_path):
+    """The curl commands of docs/asr.md and README's "Speech to text" section, run as written (base URL swapped)."""
+    import shlex
+    import subprocess
+
+    from tests.asr.test_docs import documented
+
+    u, x = next((u, x) for u, x in held_out if not u.noise and all(w in corpus.DIGIT_WORDS for w in u.text.split()))
+    (tmp_path / "utterance.wav").write_bytes(encode_wav(x))
+    curls = [c for c in documented() if c.startswith("curl ")]
+    assert len(curls) >= 2
+    for cmd in curls:
+        argv = [a.replace("http://localhost:8000", BASE) for a in shlex.split(cmd)]
+        p = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, (cmd, p.stderr)
+        body = json.loads(p.stdout)
+        assert body["text"] == u.text, (cmd, body)

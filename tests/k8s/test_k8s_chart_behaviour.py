@@ -93,6 +93,31 @@ def test_unknown_deployment_override_fails_clearly(chart_copy):
         ct.render(chart_copy, {"serve": {"deploymentOverrides": {"ASR": {"num_replicas": 2}}}})
 
 
+def test_gpu_values_serve_the_models_committed_in_the_image(render_set):
+    """values-gpu.yaml points the checkpoints at deploy/models inside the image (Dockerfile.gpu copies
+    deploy/ to /home/ray/raydojo); only those arguments change."""
+    import re
+
+    got = yaml.safe_load(one(render_set("gpu-values")["docs"], "RayService")["spec"]["serveConfigV2"])
+    expected = yaml.safe_load(ct.SERVE_CONFIG.read_text())
+    args = got["applications"][0]["args"]
+    workdir = re.search(r"^WORKDIR (\S+raydojo)$", (ct.REPO / "Dockerfile.gpu").read_text(), re.M).group(1)
+    for key, sub in (("asr_checkpoint", "asr"), ("explain_checkpoint", "explain"),
+                     ("embed_checkpoint", "metric/triplet-mnist")):
+        assert args[key] == f"{workdir}/deploy/models/{sub}"
+        assert (ct.REPO / "deploy" / "models" / sub / ("model.pt" if sub != "explain" else "result.json")).exists()
+        expected["applications"][0]["args"][key] = args[key]
+    got["applications"][0]["deployments"] = expected["applications"][0]["deployments"]  # GPU overrides aside
+    assert got == expected
+
+
+def test_unknown_app_argument_fails_clearly(chart_copy):
+    import helm_python
+
+    with pytest.raises(helm_python.HelmError, match='unknown argument "asr_model".*asr_checkpoint'):
+        ct.render(chart_copy, {"serve": {"appArgs": {"asr_model": "x"}}})
+
+
 def test_raycluster_instead_of_rayservice_when_serving_is_off(render_set):
     on, off = render_set("default")["docs"], render_set("raycluster-shared-jobs")["docs"]
     assert by_kind(on, "RayService") and not by_kind(on, "RayCluster")

@@ -11,7 +11,7 @@ import httpx
 import psutil
 
 from services.platform.up import ray_processes
-from tests.conftest import BIN, _free_port, run_dojo
+from tests.conftest import BIN, REPO, _free_port, run_dojo
 
 
 def test_dojo_up_serves_trains_scrapes_and_down_cleans_up(tmp_path):
@@ -28,6 +28,22 @@ def test_dojo_up_serves_trains_scrapes_and_down_cleans_up(tmp_path):
             assert url in p.stdout, url
         assert httpx.get(f"{serve}/healthz", timeout=30).json()["status"] == "ok"
         assert httpx.get(f"{serve}/docs", timeout=30).status_code == 200
+        # README's speech-to-text and Grad-CAM requests against the committed models that `dojo up` deployed
+        from tests.test_readme import readme_commands
+
+        subprocess.run(["espeak-ng", "-w", str(tmp_path / "utterance.wav"), "four two"], check=True, timeout=60)
+        wanted = ("curl -s -X POST -H \"Content-Type: audio/wav\"", "curl -s -F file=@deploy/models/explain/")
+        curls = [c for c in readme_commands() if c.startswith(wanted)]
+        assert len(curls) == 2, curls
+        for cmd in curls:
+            cmd = (cmd.replace("localhost:8000", f"127.0.0.1:{ports['serve']}")
+                   .replace("@deploy/", f"@{REPO}/deploy/"))
+            r = subprocess.run(["bash", "-c", cmd], cwd=tmp_path, capture_output=True, text=True, timeout=180)
+            assert r.returncode == 0, (cmd, r.stderr)
+            if "/v1/asr/" in cmd:
+                answer = json.loads(r.stdout)
+                assert answer["text"] and 0 <= answer["confidence"] <= 1, answer
+        assert json.loads((tmp_path / "gradcam.json").read_text())["method"] == "gradcam"
         # the A3C job went through the Jobs API and runs (or already finished) on the cluster
         env = {"RAY_AUTH_MODE": "token", "PATH": f"{BIN}:/usr/bin:/bin"}
         status = subprocess.run([str(BIN / "ray"), "job", "status", "--address", state["dashboard"], state["job_id"]],

@@ -361,17 +361,25 @@ workerGroupSpecs:
 
 {{/*
 The Serve config (deploy/serve/raydojo.yaml via its synced copy files/serve-config.yaml), verbatim unless
-serve.deploymentOverrides names deployments to change; then the merged config as YAML.
+serve.appArgs replaces application arguments or serve.deploymentOverrides names deployments to change;
+then the merged config as YAML.
 */}}
 {{- define "raydojo.serveConfig" -}}
 {{- $raw := .Files.Get "files/serve-config.yaml" }}
 {{- $overrides := .Values.serve.deploymentOverrides }}
-{{- if not $overrides }}
+{{- $appArgs := .Values.serve.appArgs }}
+{{- if and (not $overrides) (not $appArgs) }}
 {{- $raw }}
 {{- else }}
 {{- $cfg := fromYaml $raw }}
 {{- $names := list }}
 {{- range $app := $cfg.applications }}
+{{- range $key, $val := $appArgs }}
+{{- if not (hasKey $app.args $key) }}
+{{- fail (printf "serve.appArgs: unknown argument %q (deploy/serve/raydojo.yaml has %s)" $key (join ", " (keys $app.args | sortAlpha))) }}
+{{- end }}
+{{- $_ := set $app.args $key $val }}
+{{- end }}
 {{- range $d := $app.deployments }}
 {{- $names = append $names $d.name }}
 {{- with index $overrides $d.name }}
