@@ -110,7 +110,10 @@ def classify(edges: np.ndarray, x: np.ndarray | None, nodes: np.ndarray, classes
             "train_accuracy": train_acc, "num_classes": n_cls}
 
 
-_classify_task = ray.remote(num_cpus=1, max_retries=0)(classify)
+# No logical CPU reserved: a request must never queue behind training jobs or replicas that hold
+# every CPU of the cluster (it did, for minutes, in a busy test session). Concurrency is bounded by
+# the ingress's max_ongoing_requests; the task itself uses one torch thread.
+_classify_task = ray.remote(num_cpus=0, max_retries=0)(classify)
 
 router = APIRouter(tags=["graphs"])
 

@@ -59,7 +59,7 @@ def trainable(config: dict[str, Any]) -> dict[str, Any]:
 def sweep(args: SweepArgs) -> dict[str, Any]:
     from ray import tune
 
-    from services.common.tune_metrics import SweepMetrics
+    from services.sweeps.tune_runner import SweepMetrics
 
     space = {
         "graph": args.graph, "seeds": args.seeds, "epochs": args.epochs, "sbm_nodes": args.sbm_nodes,
@@ -80,7 +80,7 @@ def sweep(args: SweepArgs) -> dict[str, Any]:
                                     max_concurrent_trials=args.max_concurrent,
                                     search_alg=tune.search.BasicVariantGenerator(random_state=args.seed)),
         run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0,
-                                  callbacks=[SweepMetrics(name, "gcn", "accuracy", "max")]),
+                                  callbacks=[SweepMetrics("gcn", name, "accuracy", "max")]),
     )
     grid = tuner.fit()
     best = grid.get_best_result()
