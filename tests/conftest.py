@@ -100,3 +100,16 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("gpu") is not None:
             item.add_marker(skip)
+
+
+def bash_commands(text: str) -> list[str]:
+    """The commands of a Markdown text's ```bash blocks: continuation lines joined, comments dropped."""
+    import re
+
+    cmds = []
+    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+        for line in re.sub(r"\\\n\s*", "", block).splitlines():
+            line = line.split("  #")[0].strip()
+            if line and not line.startswith("#"):
+                cmds.append(line)
+    return cmds

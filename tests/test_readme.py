@@ -7,7 +7,7 @@ import json
 import re
 import subprocess
 
-from tests.conftest import REPO, run_dojo
+from tests.conftest import REPO, bash_commands, run_dojo
 
 # commands whose exercise lives in another test (pattern -> test)
 COVERED_ELSEWHERE = {
@@ -38,15 +38,7 @@ SWEEP_BUDGETS = {
 
 
 def readme_commands() -> list[str]:
-    text = (REPO / "README.md").read_text()
-    cmds = []
-    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
-        joined = re.sub(r"\\\n\s*", "", block)
-        for line in joined.splitlines():
-            line = line.split("  #")[0].strip()
-            if line and not line.startswith("#"):
-                cmds.append(line)
-    return cmds
+    return bash_commands((REPO / "README.md").read_text())
 
 
 def test_every_readme_command_is_accounted_for():

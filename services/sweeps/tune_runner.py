@@ -214,11 +214,7 @@ def summarize(grid, spec: SweepSpec) -> dict[str, Any]:
     # completed = ended without error (ran to the end or stopped by the scheduler). The trial status,
     # not the last result's "done" flag: a trial that finished just before the driver was killed keeps
     # the last result that reached the experiment state, which may predate its final "done" report.
-    trials = getattr(getattr(grid, "_experiment_analysis", None), "trials", None)
-    if trials is not None:
-        completed = sum(t.status == "TERMINATED" for t in trials)
-    else:
-        completed = sum(bool((r.metrics or {}).get("done")) for r in grid)
+    completed = sum(t.status == "TERMINATED" for t in grid._experiment_analysis.trials)  # Ray 2.60 ResultGrid
     out: dict[str, Any] = {
         "metric_name": spec.metric, "mode": spec.mode, "family": spec.family, "trials": len(grid),
         "trials_errored": grid.num_errors, "trials_completed": int(completed),

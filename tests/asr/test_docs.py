@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 
-from tests.conftest import REPO, run_dojo
+from tests.conftest import REPO, bash_commands, run_dojo
 
 TINY = {
     "data": ["--n-train", "8", "--n-val", "4", "--n-test", "6", "--n-other", "3"],
@@ -21,21 +21,11 @@ COVERED_ELSEWHERE = {
 }
 
 
-def commands(text: str) -> list[str]:
-    out = []
-    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
-        for line in re.sub(r"\\\n\s*", "", block).splitlines():
-            line = line.split("  #")[0].strip()
-            if line and not line.startswith("#"):
-                out.append(line)
-    return out
-
-
 def documented() -> list[str]:
-    cmds = commands((REPO / "docs" / "asr.md").read_text())
+    cmds = bash_commands((REPO / "docs" / "asr.md").read_text())
     readme = (REPO / "README.md").read_text()
     section = re.search(r"\n#+ Speech to text\n(.*?)(?=\n#+ |\Z)", readme, re.S)
-    return cmds + (commands(section.group(1)) if section else [])
+    return cmds + (bash_commands(section.group(1)) if section else [])
 
 
 def test_every_documented_command_is_accounted_for():

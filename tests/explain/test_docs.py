@@ -12,7 +12,7 @@ import subprocess
 import numpy as np
 from PIL import Image
 
-from tests.conftest import REPO, run_dojo
+from tests.conftest import REPO, bash_commands, run_dojo
 from tests.explain.conftest import COMMITTED
 
 EXAMPLES = "deploy/models/explain/examples/"
@@ -22,16 +22,6 @@ SMALL = {  # budgets appended to the documented commands (later flags win)
     ("explain", "eval"): ["--images", "6", "--sanity-images", "2", "--samples", "64", "--steps", "8",
                           "--datasets", "mnist"],
 }
-
-
-def bash_commands(text: str) -> list[str]:
-    cmds = []
-    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
-        for line in re.sub(r"\\\n\s*", "", block).splitlines():
-            line = line.split("  #")[0].strip()
-            if line and not line.startswith("#"):
-                cmds.append(line)
-    return cmds
 
 
 def documented() -> list[str]:
