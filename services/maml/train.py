@@ -291,6 +291,9 @@ class Trainer:
 
         def score(name: str, model: torch.nn.Module, params: dict[str, torch.Tensor], lrs: tuple[float, ...]) -> None:
             """Pick the step size per step count on meta-val (if there is a choice), then meta-test."""
+            t = time.monotonic()
+            log.info("%s: choosing the step size among %d on %d meta-val tasks, then %d meta-test tasks",
+                     name, len(lrs), a.baseline_val_tasks if len(lrs) > 1 else 0, a.eval_tasks)
             for k in shots_list:
                 best = {s: lrs[0] for s in steps}
                 if len(lrs) > 1:
@@ -304,6 +307,9 @@ class Trainer:
                         put(name, k, s, sc)
                 if k == a.shots:
                     out[f"{name}_lr"] = best[a.eval_steps]
+            if f"{name}_mean" in out:
+                log.info("%s: %s %.4f ± %.4f (%.0f s)", name, m, out[f"{name}_mean"], out[f"{name}_ci95"],
+                         time.monotonic() - t)
 
         t0 = time.monotonic()
         meta_lrs = tuple(sorted({a.inner_lr, *grid})) if a.tune_eval_lr else (a.inner_lr,)
@@ -313,6 +319,7 @@ class Trainer:
         if not with_baselines:
             return out
         t0 = time.monotonic()
+        log.info("baselines: joint training for %d iterations", a.baseline_iterations)
         joint = baselines.pretrain_joint(f, iterations=a.baseline_iterations, meta_batch=a.meta_batch,
                                          shots=a.shots, queries=a.queries, lr=a.joint_lr, seed=a.seed,
                                          device=self.device)
@@ -320,6 +327,7 @@ class Trainer:
         score("joint", *joint, grid)
         if not sine:
             t1 = time.monotonic()
+            log.info("baselines: all-class transfer pre-training for %d iterations", a.baseline_iterations)
             transfer = baselines.pretrain_transfer(f, iterations=a.baseline_iterations, meta_batch=a.meta_batch,
                                                    shots=a.shots, queries=a.queries, ways=a.ways, lr=a.joint_lr,
                                                    seed=a.seed, channels=a.channels, device=self.device)

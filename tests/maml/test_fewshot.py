@@ -24,6 +24,28 @@ def test_fewshot_smoke(tmp_path, glyph_cache, algo):
     assert r["meta_test_mean"] > 1 / 3  # above chance after 16 meta-iterations
 
 
+FAST = {1: 400, 5: 300}  # meta-iterations per shot setting in make test
+
+
+@pytest.mark.parametrize("shots", [1, 5])
+def test_fewshot_5way_maml_and_reptile_beat_both_baselines(tmp_path, glyph_cache, shots):
+    """Acceptance at make-test budget: 5-way K-shot on held-out alphabets. MAML (with the
+    baselines) and Reptile (same seed, so the same tasks) each beat joint training and training
+    from scratch with non-overlapping 95% CIs. The full-budget numbers (600 meta-test tasks)
+    are the slow test below and docs/maml.md, "Results"."""
+    common = ["--task", "fewshot", "--ways", "5", "--shots", str(shots), "--iterations", str(FAST[shots]),
+              "--val-every", str(FAST[shots]), "--val-tasks", "50", "--eval-tasks", "100",
+              "--baseline-iterations", "300", "--baseline-val-tasks", "20", "--threads", "1",
+              "--cache-dir", glyph_cache]
+    m = train.main([*common, "--algo", "maml", "--run-dir", str(tmp_path / "maml")])
+    r = train.main([*common, "--algo", "reptile", "--no-baselines", "--run-dir", str(tmp_path / "reptile")])
+    print(json.dumps({"shots": shots, "maml": m, "reptile": r}))
+    assert m["meta_test_tasks"] == r["meta_test_tasks"] == 100
+    for res in (m, r):
+        assert res["meta_test_mean"] - res["meta_test_ci95"] > m["scratch_mean"] + m["scratch_ci95"], (res, m)
+        assert res["meta_test_mean"] - res["meta_test_ci95"] > m["joint_mean"] + m["joint_ci95"], (res, m)
+
+
 SLOW = {1: 3000, 5: 2000}  # meta-iterations per shot setting
 
 
