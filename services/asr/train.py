@@ -79,6 +79,8 @@ class TrainArgs:
     """Vocal-tract-length warp factors are drawn from [1 − vtlp, 1 + vtlp]."""
     speed: float = 0.15
     """Speed-perturbation rates are drawn from [1 − speed, 1 + speed]."""
+    spec_augment: bool = True
+    """SpecAugment (frequency and time masks) on top of --augment."""
     procs: int = 2
     """Data-parallel training processes on CPU (torch.distributed, gloo), each with --threads threads."""
     threads: int = 1
@@ -137,7 +139,7 @@ def augment(f: torch.Tensor, args: TrainArgs, rng: np.random.Generator) -> torch
         if args.speed > 0:
             f = features.warp_time(f, float(rng.uniform(1 - args.speed, 1 + args.speed)))
     f = features.normalize(f)
-    return features.spec_augment(f, rng) if args.augment else f
+    return features.spec_augment(f, rng) if args.augment and args.spec_augment else f
 
 
 class BatchSet(torch.utils.data.Dataset):

@@ -76,6 +76,19 @@ def test_augmentations():
     assert F.random_channel(80, rng).shape == (80,)
 
 
+def test_training_augmentation_switches():
+    """--no-augment: features are only normalised; --no-spec-augment: no masked (all-zero) bands."""
+    from services.asr.train import TrainArgs, augment
+
+    f = torch.randn(200, 80) * 3 + 1
+    plain = augment(f, TrainArgs(augment=False), np.random.default_rng(0))
+    assert torch.allclose(plain, F.normalize(f))
+    no_masks = augment(f, TrainArgs(spec_augment=False, vtlp=0.0, speed=0.0), np.random.default_rng(0))
+    assert no_masks.shape == f.shape and not (no_masks == 0).all(0).any()
+    masked = augment(f, TrainArgs(vtlp=0.0, speed=0.0), np.random.default_rng(0))
+    assert (masked == 0).all(0).any() or (masked == 0).all(1).any()
+
+
 def test_resampling_keeps_a_tone():
     for rate in (8_000, 22_050, 44_100, 48_000):
         t = np.arange(rate) / rate
