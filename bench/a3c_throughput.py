@@ -5,7 +5,10 @@
 1. raw env steps/s on one core (random actions, the same VecEnv the workers use);
 2. whole-system frames/s of a real A3C run (2 workers on this 2-core machine) and the
    efficiency = system frames/s ÷ (raw frames/s × workers);
-3. the server's per-apply cost for the Atari network (0.68 M parameters: unflatten the
+3. the compute ceiling: one core's cost of the network per agent step (the rollout's batched
+   forward passes + the unroll forward and backward over t_max × envs samples) next to the
+   environment's cost per step → the best efficiency any design reaches when both share the core;
+4. the server's per-apply cost for the Atari network (0.68 M parameters: unflatten the
    gradient, shared RMSProp step, flatten the weights) → applies/s it can sustain, compared
    with the gradient rate 16 workers would produce at the measured per-worker rate.
 """
@@ -47,6 +50,29 @@ def system_rate(env_id: str, workers: int, frames: int, envs_per_worker: int) ->
             "staleness_mean": res["staleness_mean"]}
 
 
+def network_cost_per_step(env_id: str, n_envs: int = 8, t_max: int = 5, reps: int = 20) -> dict:
+    """Seconds of one core per agent step spent in the network, measured as the worker does it:
+    t_max batched forward passes over n_envs observations, then forward + backward of the unroll."""
+    from services.a3c.envs import VecEnv
+    from services.a3c.model import ActorCritic
+
+    env = VecEnv(env_id, 1, seed=0)
+    model = ActorCritic(env.observation_space.shape, int(env.action_space.n))
+    obs = torch.from_numpy(np.stack([env.reset()[0]] * n_envs))
+    batch = torch.from_numpy(np.stack([env.reset()[0]] * (n_envs * t_max)))
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            for _ in range(t_max + 1):
+                model(obs)
+        logits, value, _ = model(batch)
+        (logits.logsumexp(-1).sum() + value.sum()).backward()
+        times.append(time.perf_counter() - t0)
+    per_step = float(np.median(times[2:])) / (n_envs * t_max)
+    return {"network_s_per_step": per_step, "n_params": sum(p.numel() for p in model.parameters())}
+
+
 def server_apply_cost(n: int = 200) -> dict:
     from services.a3c.server import ParameterServer
     from services.a3c.train import TrainArgs
@@ -79,6 +105,13 @@ def main() -> None:
     out: dict = {}
     out["raw"] = {"CartPole-v1": raw_env_rate("CartPole-v1", 8, a.seconds),
                   "ALE/Pong-v5": 4 * raw_env_rate("ALE/Pong-v5", 8, a.seconds)}  # frames = 4 x agent steps
+    for env_id in ("CartPole-v1", "ALE/Pong-v5"):
+        net = network_cost_per_step(env_id)
+        skip = 4 if env_id.startswith("ALE/") else 1
+        env_s = skip / out["raw"][env_id]  # one core's seconds per agent step in the environment
+        net["env_s_per_step"] = env_s
+        net["ceiling_efficiency"] = env_s / (env_s + net["network_s_per_step"])
+        out.setdefault("ceiling", {})[env_id] = net
     ray.init(num_cpus=max(2, a.workers), include_dashboard=False, logging_level="ERROR")
     out["server"] = server_apply_cost()
     for env_id, frames in (("CartPole-v1", a.cartpole_frames), ("ALE/Pong-v5", a.pong_frames)):
