@@ -109,7 +109,7 @@ def bash_commands(text: str) -> list[str]:
     cmds = []
     for block in re.findall(r"```bash\n(.*?)```", text, re.S):
         for line in re.sub(r"\\\n\s*", "", block).splitlines():
-            line = line.split("  #")[0].strip()
+            line = re.split(r"\s+#\s", line)[0].strip()
             if line and not line.startswith("#"):
                 cmds.append(line)
     return cmds

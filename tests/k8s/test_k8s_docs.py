@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import bash_commands
 from tests.k8s import chart_tools as ct
 from tests.k8s.conftest import by_kind
 
@@ -25,16 +26,6 @@ pytestmark = pytest.mark.k8s
 DOCS = ct.REPO / "docs" / "kubernetes.md"
 README = ct.REPO / "README.md"
 SECTION = "## Install on Kubernetes (Helm)"
-
-
-def bash_commands(markdown: str) -> list[str]:
-    cmds = []
-    for block in re.findall(r"```bash\n(.*?)```", markdown, re.S):
-        for line in re.sub(r"\\\n\s*", "", block).splitlines():
-            line = re.split(r"\s+#\s", line)[0].strip()
-            if line and not line.startswith("#"):
-                cmds.append(line)
-    return cmds
 
 
 def section(markdown: str, title: str) -> str | None:
