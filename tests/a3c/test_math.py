@@ -116,3 +116,24 @@ def test_lstm_unroll_equals_stepwise_with_resets():
         lt, vt, s = m(obs[t], s)
         torch.testing.assert_close(lt, logits[t])
         torch.testing.assert_close(vt, values[t])
+
+
+def test_channels_last_frames_give_the_plain_layouts_outputs_and_gradients():
+    """The Atari network feeds its convolutions channels-last (faster oneDNN backward on CPU):
+    outputs and parameter gradients match the plain NCHW computation, and gradients keep the
+    ordinary layout that flat_grad/the parameter server rely on."""
+    torch.manual_seed(0)
+    model = ActorCritic((4, 84, 84), 6)
+    obs = torch.randint(0, 256, (12, 4, 84, 84), dtype=torch.uint8)
+    logits, value, _ = model(obs)
+    (logits.logsumexp(-1).sum() + value.sum()).backward()
+    fast = [p.grad.clone() for p in model.parameters()]
+    assert all(g.is_contiguous() for g in fast)
+    model.zero_grad()
+    h = model.trunk(obs.float().contiguous() / 255.0)  # plain NCHW reference
+    ref_logits, ref_value = model.policy(h), model.value(h).squeeze(-1)
+    (ref_logits.logsumexp(-1).sum() + ref_value.sum()).backward()
+    torch.testing.assert_close(logits, ref_logits, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(value, ref_value, rtol=1e-4, atol=1e-5)
+    for g, p in zip(fast, model.parameters(), strict=True):
+        torch.testing.assert_close(g, p.grad, rtol=1e-3, atol=1e-4)
