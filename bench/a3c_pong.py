@@ -7,6 +7,12 @@ solves Pong in about 15 minutes with 16 processes). Settings: the paper's networ
 t_max 20, one environment per worker, Adam lr 1e-4 (shared statistics in the server),
 entropy 0.01, gradient clipping 40, γ 0.99, greedy evaluation of 3 games every 1 M frames.
 Writes the run's result.json plus bench_pong.json (wall time, frames, cores).
+
+On a small machine, give each worker a batch of environments instead (the A2C recipe of
+OpenAI baselines: 16 environments in all, t_max 5, RMSProp 7e-4, clipping 0.5) and a time cap:
+
+    python bench/a3c_pong.py --workers 2 --envs-per-worker 8 --t-max 5 --optimizer rmsprop \
+        --lr 7e-4 --max-grad-norm 0.5 --max-minutes 40 --run-dir runs/pong-2core
 """
 
 from __future__ import annotations
@@ -27,11 +33,17 @@ def main() -> None:
     ap.add_argument("--max-frames", type=int, default=80_000_000)
     ap.add_argument("--target", type=float, default=18.0)
     ap.add_argument("--ps-gpus", type=float, default=0.0)
+    ap.add_argument("--envs-per-worker", type=int, default=1)
+    ap.add_argument("--t-max", type=int, default=20)
+    ap.add_argument("--optimizer", choices=("adam", "rmsprop"), default="adam")
+    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--max-grad-norm", type=float, default=40.0)
+    ap.add_argument("--max-minutes", type=float, default=None, help="stop training after this long")
     a = ap.parse_args()
     args = TrainArgs(env="ALE/Pong-v5", workers=a.workers, max_frames=a.max_frames, target_return=a.target,
-                     run_dir=a.run_dir, envs_per_worker=1, t_max=20, optimizer="adam", lr=1e-4,
-                     max_grad_norm=40.0, entropy_coef=0.01, eval_every_frames=1_000_000, eval_episodes=3,
-                     checkpoint_every=2000, ps_gpus=a.ps_gpus)
+                     run_dir=a.run_dir, envs_per_worker=a.envs_per_worker, t_max=a.t_max, optimizer=a.optimizer,
+                     lr=a.lr, max_grad_norm=a.max_grad_norm, entropy_coef=0.01, eval_every_frames=1_000_000,
+                     eval_episodes=3, checkpoint_every=2000, ps_gpus=a.ps_gpus, max_minutes=a.max_minutes)
     args.validate()
     t0 = time.monotonic()
     res = train(args)

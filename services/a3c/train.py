@@ -49,6 +49,8 @@ class TrainArgs:
     """Stop after this many environment frames (Atari: agent steps × frame skip 4)."""
     target_return: float | None = None
     """Stop as soon as the greedy evaluation's mean return reaches this value."""
+    max_minutes: float | None = None
+    """Also stop after this many minutes of training (this session's loop; a resumed run gets a fresh budget)."""
     run_dir: str = "runs/a3c"
     """Where config.json, result.json, checkpoints/ and policy.pt go (path or pyarrow URI)."""
     seed: int = 0
@@ -105,6 +107,8 @@ class TrainArgs:
     def validate(self) -> None:
         require(self.workers >= 1, f"--workers must be >= 1 (got {self.workers})")
         require(self.max_frames > 0, f"--max-frames must be > 0 (got {self.max_frames})")
+        require(self.max_minutes is None or self.max_minutes > 0,
+                f"--max-minutes must be > 0 (got {self.max_minutes})")
         require(self.envs_per_worker >= 1, f"--envs-per-worker must be >= 1 (got {self.envs_per_worker})")
         require(self.t_max >= 1, f"--t-max must be >= 1 (got {self.t_max})")
         require(0.0 < self.gamma <= 1.0, f"--gamma must be in (0, 1] (got {self.gamma})")
@@ -254,7 +258,9 @@ class Driver:
         }
 
     def _done(self, frames: int, t0: float) -> bool:
-        return frames >= self.args.max_frames or self.reached is not None
+        a = self.args
+        out_of_time = a.max_minutes is not None and time.monotonic() - t0 >= 60 * a.max_minutes
+        return frames >= a.max_frames or self.reached is not None or out_of_time
 
     def _loop_async(self, frames: int, weights, bar: Progress):
         a = self.args

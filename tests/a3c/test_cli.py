@@ -20,6 +20,7 @@ from tests.conftest import ray_job_submit, run_dojo
         (["--run-dir", "/proc/raydojo-cannot-write-here"], "is not writable"),
         (["--mode", "both"], "invalid choice 'both' for argument '--mode'"),
         (["--lr", "-1"], "--lr must be > 0"),
+        (["--max-minutes", "0"], "--max-minutes must be > 0 (got 0.0)"),
         (["--resume", "--run-dir", "{tmp}/empty"], "--resume: no checkpoint"),
     ],
 )
@@ -30,6 +31,17 @@ def test_bad_arguments_give_one_line_and_exit_2(tmp_path, argv, needle):
     lines = [ln for ln in p.stderr.strip().splitlines() if ln.strip()]
     assert len(lines) == 1, p.stderr
     assert lines[0].startswith("dojo a3c train: error:") and needle in lines[0], lines[0]
+
+
+def test_max_minutes_stops_training_on_time(tmp_path):
+    """--max-minutes ends a run whose frame budget it would never reach; the result is complete."""
+    run = tmp_path / "timed"
+    p = run_dojo("a3c", "train", "--run-dir", str(run), "--max-frames", str(10**9), "--max-minutes", "0.1",
+                 "--eval-episodes", "2")
+    assert p.returncode == 0, p.stderr[-2000:]
+    r = json.loads((run / "result.json").read_text())
+    assert 0 < r["frames"] < 10**9 and r["train_s"] >= 6.0 - 1.0
+    assert (run / "policy.pt").exists()
 
 
 def test_unknown_area_and_verb_exit_2():
