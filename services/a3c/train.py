@@ -144,6 +144,9 @@ class Driver:
         self.best_eval: dict[str, Any] | None = None
         self.reached: dict[str, Any] | None = None
         self.returns: collections.deque[float] = collections.deque(maxlen=100)
+        self.curve_train: list[tuple[int, float]] = []  # (frames, episode return) of training episodes
+        self.curve_eval: list[tuple[int, float]] = []  # (frames, greedy mean return)
+        self.eval_frames = 0
 
     def _new_worker(self, i: int):
         self.generation[i] += 1
@@ -180,7 +183,7 @@ class Driver:
             return
         if force or frames >= self.next_eval:
             self.next_eval = frames + self.args.eval_every_frames
-            self.eval_weights = weights_ref
+            self.eval_weights, self.eval_frames = weights_ref, frames
             self.eval_ref = ray.remote(evaluate_weights).options(num_cpus=0).remote(
                 model_config(self.args), weights_ref, self.args.eval_episodes)
 
@@ -198,6 +201,7 @@ class Driver:
             return
         res["weights_ref"] = self.eval_weights
         self.eval_ref = None
+        self.curve_eval.append((self.eval_frames, float(res["mean"])))
         log.info("greedy eval (version %d): mean return %.1f over %d episodes",
                  res["version"], res["mean"], len(res["returns"]))
         if self.best_eval is None or res["mean"] >= self.best_eval["mean"]:
@@ -231,6 +235,7 @@ class Driver:
         summary = ray.get(self.ps.summary.remote())
         final = self.reached or self.best_eval
         self._save_policy(final)
+        self._save_curve()
         wall = time.monotonic() - t0
         return {
             "env": a.env,
@@ -288,7 +293,7 @@ class Driver:
                 weights = self.ps.apply_gradients.remote(grad_ref, info)
                 submit(i, weights)
                 frames += info["frames"]
-                self.returns.extend(r for r, _ in info["episodes"])
+                self._episodes(frames, info["episodes"])
             self._maybe_evaluate(frames, weights)
             bar.update(frames, episodes_ret100=float(np.mean(self.returns)) if self.returns else 0.0)
         return frames, weights  # in-flight rollouts are dropped with their actors in close()
@@ -310,11 +315,46 @@ class Driver:
             weights = self.ps.apply_mean.remote(infos, *grads)
             frames += sum(i["frames"] for i in infos)
             for info in infos:
-                self.returns.extend(r for r, _ in info["episodes"])
+                self._episodes(frames, info["episodes"])
             self._collect_eval()
             self._maybe_evaluate(frames, weights)
             bar.update(frames, ret100=float(np.mean(self.returns)) if self.returns else 0.0)
         return frames, weights
+
+    def _episodes(self, frames: int, episodes: list[tuple[float, int]]) -> None:
+        for ret, _ in episodes:
+            self.returns.append(ret)
+            self.curve_train.append((frames, float(ret)))
+
+    def _save_curve(self) -> None:
+        """learning_curve.png (training episode returns, their running mean over 100, greedy
+        evaluations against frames) and the same series as learning_curve.json."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        self.run_dir.write_json("learning_curve.json", {"train": self.curve_train, "eval": self.curve_eval})
+        fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+        if self.curve_train:
+            f, r = np.array(self.curve_train).T
+            ax.scatter(f, r, s=3, alpha=0.25, color="tab:blue", label="training episode")
+            run = np.array([r[max(0, i - 99):i + 1].mean() for i in range(len(r))])
+            ax.plot(f, run, color="tab:blue", label="training, mean of last 100")
+        if self.curve_eval:
+            f, r = np.array(self.curve_eval).T
+            ax.plot(f, r, "o-", color="tab:red", label="greedy evaluation")
+        if self.args.target_return is not None:
+            ax.axhline(self.args.target_return, ls="--", color="grey", label="target")
+        ax.set_xlabel("frames")
+        ax.set_ylabel("return")
+        ax.set_title(f"A3C {self.args.mode} {self.args.env}, {self.args.workers} workers")
+        ax.legend(loc="best", fontsize=8)
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        plt.close(fig)
+        self.run_dir.write_bytes("learning_curve.png", buf.getvalue())
 
     def _save_policy(self, res: dict[str, Any]) -> None:
         version, flat = ray.get(res["weights_ref"])

@@ -42,6 +42,9 @@ def test_max_minutes_stops_training_on_time(tmp_path):
     r = json.loads((run / "result.json").read_text())
     assert 0 < r["frames"] < 10**9 and r["train_s"] >= 6.0 - 1.0
     assert (run / "policy.pt").exists()
+    assert (run / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    curve = json.loads((run / "learning_curve.json").read_text())
+    assert len(curve["train"]) > 10 and curve["eval"] and 0 < curve["eval"][-1][0] <= r["frames"]
 
 
 def test_unknown_area_and_verb_exit_2():
