@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from services.a3c.train import TrainArgs, train
+from services.common.progress import setup_logging
 
 
 def main() -> None:
@@ -40,6 +41,7 @@ def main() -> None:
     ap.add_argument("--max-grad-norm", type=float, default=40.0)
     ap.add_argument("--max-minutes", type=float, default=None, help="stop training after this long")
     a = ap.parse_args()
+    setup_logging()  # progress lines with rate and ETA, greedy evaluations
     args = TrainArgs(env="ALE/Pong-v5", workers=a.workers, max_frames=a.max_frames, target_return=a.target,
                      run_dir=a.run_dir, envs_per_worker=a.envs_per_worker, t_max=a.t_max, optimizer=a.optimizer,
                      lr=a.lr, max_grad_norm=a.max_grad_norm, entropy_coef=0.01, eval_every_frames=1_000_000,
