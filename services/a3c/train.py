@@ -12,7 +12,6 @@ store (numpy, zero-copy); the driver only routes references and small info dicts
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import io
 import math
@@ -143,7 +142,6 @@ class Driver:
         self.eval_weights = None
         self.best_eval: dict[str, Any] | None = None
         self.reached: dict[str, Any] | None = None
-        self.returns: collections.deque[float] = collections.deque(maxlen=100)
         self.curve_train: list[tuple[int, float]] = []  # (frames, episode return) of training episodes
         self.curve_eval: list[tuple[int, float]] = []  # (frames, greedy mean return)
         self.eval_frames = 0
@@ -295,7 +293,7 @@ class Driver:
                 frames += info["frames"]
                 self._episodes(frames, info["episodes"])
             self._maybe_evaluate(frames, weights)
-            bar.update(frames, episodes_ret100=float(np.mean(self.returns)) if self.returns else 0.0)
+            bar.update(frames, episodes_ret100=self._recent_return())
         return frames, weights  # in-flight rollouts are dropped with their actors in close()
 
     def _loop_sync(self, frames: int, weights, bar: Progress):
@@ -318,13 +316,16 @@ class Driver:
                 self._episodes(frames, info["episodes"])
             self._collect_eval()
             self._maybe_evaluate(frames, weights)
-            bar.update(frames, ret100=float(np.mean(self.returns)) if self.returns else 0.0)
+            bar.update(frames, ret100=self._recent_return())
         return frames, weights
 
     def _episodes(self, frames: int, episodes: list[tuple[float, int]]) -> None:
-        for ret, _ in episodes:
-            self.returns.append(ret)
-            self.curve_train.append((frames, float(ret)))
+        self.curve_train.extend((frames, float(ret)) for ret, _ in episodes)
+
+    def _recent_return(self) -> float:
+        """Mean return of the last 100 training episodes (0 before the first one ends)."""
+        recent = self.curve_train[-100:]
+        return float(np.mean([r for _, r in recent])) if recent else 0.0
 
     def _save_curve(self) -> None:
         """learning_curve.png (training episode returns, their running mean over 100, greedy
@@ -339,7 +340,9 @@ class Driver:
         if self.curve_train:
             f, r = np.array(self.curve_train).T
             ax.scatter(f, r, s=3, alpha=0.25, color="tab:blue", label="training episode")
-            run = np.array([r[max(0, i - 99):i + 1].mean() for i in range(len(r))])
+            c = np.concatenate([[0.0], np.cumsum(r)])
+            n = np.minimum(np.arange(1, len(r) + 1), 100)
+            run = (c[1:] - c[np.arange(1, len(r) + 1) - n]) / n  # running mean over the last ≤ 100
             ax.plot(f, run, color="tab:blue", label="training, mean of last 100")
         if self.curve_eval:
             f, r = np.array(self.curve_eval).T
