@@ -1,15 +1,20 @@
 """The speech corpus, synthesised offline and deterministically from a seed.
 
-Two engines, both Debian packages:
+Three engines, all Debian packages:
   * espeak-ng (formant synthesis; 8 English accents × ~100 voice variants), called in-process
-    through libespeak-ng with ctypes: the training, validation and held-out test sets;
+    through libespeak-ng with ctypes: most of the training and validation sets, and the held-out
+    test set;
+  * festival with the ked diphone voice (festvox-kdlpc16k, a US male speaker recorded for
+    residual-excited LPC diphone synthesis): a share of the training and validation sets, each
+    utterance with its own duration stretch, F0 mean and range, and a resampling "speaker warp"
+    (pitch and formants scaled together) so that one recorded speaker becomes many;
   * flite (CMU diphone and clustergen voices kal, kal16, awb, rms, slt), never used in training:
     the "other synthesiser" test set.
 
 Held-out voices are fixed (not seeded): two accents and every fifth variant never appear in
 training; the test set draws from them evenly in three categories (unseen accent, unseen variant,
-both unseen). Every utterance varies speed, pitch, pitch range and word gap, then gets silence
-padding, optional reverberation (a synthetic exponentially decaying room response), optional
+both unseen). Every utterance varies speed, pitch, pitch range and word gap; a share of the
+training utterances is band-limited (an 8 or 11.025 kHz source); then each gets silence padding, optional reverberation (a synthetic exponentially decaying room response), optional
 noise (white, pink, brown, hum or babble of other voices) at a random SNR and a random level,
 and is resampled to 16 kHz mono.
 
@@ -47,6 +52,10 @@ CORPUS_VERSION = 3  # bump when rendering changes, so cached splits are rebuilt
 ACCENTS = ("en", "en-us", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp", "en-gb-x-gbcwmd", "en-029",
            "en-us-nyc")
 HELD_OUT_ACCENTS = ("en-gb-x-gbcwmd", "en-029")
+FESTIVAL_VOICE = "ked_diphone"  # none of flite's test speakers (kal, awb, rms, slt)
+FESTIVAL_SHARE = 0.25  # of the training and validation utterances
+NARROWBAND_SHARE = 0.15  # of the training and validation utterances: band-limited like an 8 or 11.025 kHz source
+NARROWBAND_RATES = (8000, 11025)
 FLITE_VOICES = {"kal": (85, 140), "kal16": (85, 140), "awb": (85, 140), "rms": (80, 130), "slt": (150, 220)}
 SPLITS = ("train", "val", "test", "other")
 NOISES = ("white", "pink", "brown", "hum", "babble")
@@ -143,11 +152,42 @@ def flite_synth(text: str, voice: str, stretch: float, f0: float) -> tuple[np.nd
     return x, rate
 
 
+# --- festival (a second training synthesiser) ------------------------------------------------------
+FESTIVAL_PACKAGES = "apt-get install festival festvox-kdlpc16k"
+
+
+def festival_synth(utts: list[Utterance]) -> list[tuple[np.ndarray, int]]:
+    """Render festival utterances with one festival process (its start-up costs more than a short utterance)."""
+    import soundfile as sf
+
+    check_engine("festival")
+    with tempfile.TemporaryDirectory() as tmp:
+        lines = [f"(voice_{FESTIVAL_VOICE})"]
+        for i, u in enumerate(utts):
+            lines += [f"(Parameter.set 'Duration_Stretch {u.rate:.3f})",
+                      f"(set! int_lr_params '((target_f0_mean {u.pitch:.1f}) (target_f0_std {u.pitch_range}) "
+                      "(model_f0_mean 170) (model_f0_std 34)))",
+                      f'(utt.save.wave (utt.synth (Utterance Text "{u.text}")) "{tmp}/{i}.wav" \'riff)']
+        script = Path(tmp) / "synth.scm"
+        script.write_text("\n".join(lines) + "\n")
+        p = subprocess.run([shutil.which("festival"), "-b", str(script)], capture_output=True, text=True,
+                           timeout=60 + 2 * len(utts))
+        missing = [i for i in range(len(utts)) if not os.path.exists(f"{tmp}/{i}.wav")]
+        if p.returncode != 0 or missing:
+            raise RuntimeError(f"festival failed ({len(missing)} of {len(utts)} utterances missing): "
+                               f"{(p.stderr or p.stdout)[-500:]}")
+        return [sf.read(f"{tmp}/{i}.wav", dtype="float32") for i in range(len(utts))]
+
+
 def check_engine(engine: str) -> None:
     """Raise SynthesizerMissing (naming the Debian package) unless ``engine`` can run here."""
     if engine == "espeak":
         espeak()
         espeak_variants()
+    elif engine == "festival":
+        voice_dir = Path("/usr/share/festival/voices/english") / FESTIVAL_VOICE
+        if shutil.which("festival") is None or not voice_dir.is_dir():
+            raise SynthesizerMissing(f"festival or its {FESTIVAL_VOICE} voice is not installed: {FESTIVAL_PACKAGES}")
     elif shutil.which("flite") is None:
         raise SynthesizerMissing("flite is not installed: apt-get install flite")
 
@@ -158,12 +198,12 @@ class Utterance:
     """Everything needed to render one utterance, deterministically."""
 
     text: str
-    engine: str  # "espeak" | "flite"
-    voice: str  # espeak "accent+variant" or a flite voice
+    engine: str  # "espeak" | "festival" | "flite"
+    voice: str  # espeak "accent+variant", the festival voice or a flite voice
     category: str  # train | seen | unseen_accent | unseen_variant | unseen_both | flite
-    rate: float  # espeak words per minute; flite duration stretch
-    pitch: float  # espeak pitch 0-99; flite mean F0 in Hz
-    pitch_range: int
+    rate: float  # espeak words per minute; festival and flite duration stretch
+    pitch: float  # espeak pitch 0-99; festival and flite mean F0 in Hz
+    pitch_range: int  # espeak pitch range 0-99; festival F0 standard deviation in Hz
     gap: int
     lead_s: float
     tail_s: float
@@ -172,6 +212,8 @@ class Utterance:
     snr_db: float
     level_db: float  # peak level in dBFS
     seed: int
+    warp: float = 1.0  # speaker warp: the waveform is read as if sampled at warp × its rate (pitch and formants × warp)
+    band_rate: int = 0  # > 0: the speech passes through this sample rate (band-limited) before room and noise
 
 
 def plan(split: str, n: int, seed: int) -> list[Utterance]:
@@ -198,15 +240,22 @@ def plan(split: str, n: int, seed: int) -> list[Utterance]:
                 variant = rng.choice(vs["test_variants"] if category != "unseen_accent" else vs["train_variants"][1:])
             voice = f"{accent}+{variant}" if variant else str(accent)
             engine, rate, pitch = "espeak", float(rng.uniform(125, 205)), float(rng.uniform(15, 85))
+        warp, f0_std = 1.0, 0
+        if train and rng.random() < FESTIVAL_SHARE:  # (only train/val draw here: test and other plans stay put)
+            engine, voice, category = "festival", FESTIVAL_VOICE, "train"
+            rate, pitch, f0_std = float(rng.uniform(0.8, 1.3)), float(rng.uniform(75, 180)), int(rng.integers(5, 35))
+            warp = float(rng.uniform(0.85, 1.4))  # up to a child-like voice from a male one
+        band_rate = int(rng.choice(NARROWBAND_RATES)) if train and rng.random() < NARROWBAND_SHARE else 0
         noisy = rng.random() < (0.8 if train else 0.7)
         out.append(Utterance(
             text=text, engine=engine, voice=voice, category=category, rate=rate, pitch=pitch,
-            pitch_range=int(rng.integers(20, 95)), gap=int(rng.integers(0, 9)),
+            pitch_range=f0_std or int(rng.integers(20, 95)), gap=int(rng.integers(0, 9)),
             lead_s=float(rng.uniform(0.03, 0.25)), tail_s=float(rng.uniform(0.03, 0.25)),
             rt60=float(rng.uniform(0.1, 0.7)) if rng.random() < (0.4 if train else 0.3) else 0.0,
             noise=str(rng.choice(NOISES)) if noisy else "",
             snr_db=float(rng.uniform(0, 30) if train else rng.uniform(5, 30)),
-            level_db=float(rng.uniform(-30, -1)), seed=int(rng.integers(2**31)),
+            level_db=float(rng.uniform(-30, -1)), seed=int(rng.integers(2**31)), warp=warp,
+            band_rate=band_rate,
         ))
     return out
 
@@ -270,15 +319,22 @@ class NoiseBank:
         return x.astype(np.float32)
 
 
-def render(u: Utterance, bank: NoiseBank | None = None) -> np.ndarray:
-    """Utterance -> 16 kHz mono float32 waveform."""
+def render(u: Utterance, bank: NoiseBank | None = None, synthesised: tuple[np.ndarray, int] | None = None
+           ) -> np.ndarray:
+    """Utterance -> 16 kHz mono float32 waveform (``synthesised``: the engine's output, when rendered already)."""
     rng = np.random.default_rng(u.seed)
-    if u.engine == "espeak":
-        es = espeak()
-        x = resample(es.synth(u.text, u.voice, int(u.rate), int(u.pitch), u.pitch_range, u.gap), es.rate)
+    if synthesised is not None:
+        x, rate = synthesised
+    elif u.engine == "espeak":
+        x, rate = espeak().synth(u.text, u.voice, int(u.rate), int(u.pitch), u.pitch_range, u.gap), espeak().rate
+    elif u.engine == "festival":
+        x, rate = festival_synth([u])[0]
     else:
         x, rate = flite_synth(u.text, u.voice, u.rate, u.pitch)
-        x = resample(x, rate)
+    # speaker warp: read the samples at warp × the rate (rounded to 100 Hz: a short polyphase filter)
+    x = resample(x, int(round(rate * u.warp / 100)) * 100 if u.warp != 1.0 else rate)
+    if u.band_rate:  # a narrowband source (e.g. an 8 kHz voice): nothing above band_rate / 2
+        x = resample(resample(x, SAMPLE_RATE, u.band_rate), u.band_rate)
     x = x / (np.abs(x).max() + 1e-9)
     x = np.concatenate([np.zeros(int(u.lead_s * SAMPLE_RATE), np.float32), x,
                         np.zeros(int(u.tail_s * SAMPLE_RATE), np.float32)])
@@ -304,9 +360,11 @@ def render_shard(utts: list[Utterance], shard_seed: int) -> dict[str, np.ndarray
 
     torch.set_num_threads(1)
     bank = NoiseBank(shard_seed)
+    fest = [i for i, u in enumerate(utts) if u.engine == "festival"]
+    synthesised = dict(zip(fest, festival_synth([utts[i] for i in fest]), strict=True)) if fest else {}
     feats, lengths, durations = [], [], []
-    for u in utts:
-        x = render(u, bank)
+    for i, u in enumerate(utts):
+        x = render(u, bank, synthesised.get(i))
         f = log_mel(x).numpy().astype(np.float16)
         feats.append(f)
         lengths.append(len(f))
@@ -380,8 +438,10 @@ def build(utts: list[Utterance], workers: int, seed: int, shard_size: int = 250)
 
 def plan_id(split: str, n: int, seed: int) -> str:
     """Fingerprint of a split's plan: reuse the cache only when it matches."""
-    key = json.dumps({"split": split, "n": n, "seed": seed, "version": CORPUS_VERSION, "voices": voice_split()},
-                     sort_keys=True)
+    key = {"split": split, "n": n, "seed": seed, "version": CORPUS_VERSION, "voices": voice_split()}
+    if split in ("train", "val"):
+        key["festival"] = [FESTIVAL_VOICE, FESTIVAL_SHARE, NARROWBAND_SHARE, NARROWBAND_RATES, 2]
+    key = json.dumps(key, sort_keys=True)
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -401,7 +461,8 @@ def ensure(run_dir: RunDir, sizes: dict[str, int], seed: int, workers: int) -> d
             log.info("asr data: %s: %d utterances from the cache", split, n)
             continue
         try:
-            check_engine("flite" if split == "other" else "espeak")
+            for engine in {"other": ["flite"], "test": ["espeak"]}.get(split, ["espeak", "festival"]):
+                check_engine(engine)
             utts = plan(split, n, seed)
         except SynthesizerMissing as exc:
             raise ConfigError(str(exc)) from None

@@ -1,7 +1,11 @@
-"""The acoustic model: convolutional subsampling → bidirectional GRU → per-frame character log-probabilities.
+"""The acoustic model: convolutional subsampling → bidirectional LSTM (or GRU) → per-frame character log-probabilities.
 
     log-mel (B, T, 80) ─► Conv2d 3×3, stride (s₁, 2) ─► ReLU ─► Conv2d 3×3, stride (s₂, 2) ─► ReLU
-        ─► (B, T/(s₁s₂), C·20) ─► Linear ─► BiGRU × L ─► Linear ─► log_softmax over 28 symbols (blank = 0)
+        ─► (B, T/(s₁s₂), C·20) ─► Linear ─► BiLSTM × L ─► Linear ─► log_softmax over 28 symbols (blank = 0)
+
+The bidirectional layers run on padded batches without ``PackedSequence`` and are still exact for
+every length in the batch (``BiRNN``): on CPU that lets PyTorch use oneDNN's fused LSTM kernels
+(bf16 too), about twice as fast to train as a packed GRU of the same width.
 
 Trained with ``torch.nn.CTCLoss``; ``services.asr.ctc`` is the readable reference of that loss.
 """
@@ -28,11 +32,13 @@ class ModelConfig:
     subsample: int = 3
     """Time subsampling factor of the convolutions (2, 3 or 4): output frames last 10 ms × subsample."""
     proj: int = 256
-    """Width of the projection between the convolutions and the GRU."""
+    """Width of the projection between the convolutions and the recurrent layers."""
     hidden: int = 192
-    """GRU hidden size per direction."""
+    """Recurrent hidden size per direction."""
     layers: int = 2
-    """Stacked bidirectional GRU layers."""
+    """Stacked bidirectional recurrent layers."""
+    cell: str = "lstm"
+    """Recurrent cell: lstm or gru."""
     dropout: float = 0.15
     n_classes: int = N_CLASSES
 
@@ -43,6 +49,44 @@ class ModelConfig:
 
     def strides(self) -> tuple[int, int]:
         return {2: (2, 1), 3: (3, 1), 4: (2, 2)}[self.subsample]
+
+
+class BiRNN(nn.Module):
+    """Stacked bidirectional LSTM/GRU over a padded batch, exact for every sequence length.
+
+    Each direction is a unidirectional RNN. The backward one reads every sequence reversed *within its own
+    length*, so in both directions the padding comes after the frames that matter, and a causal RNN's
+    output at a frame never depends on later frames: no ``PackedSequence`` is needed. Outputs at padded
+    frames are unspecified.
+    """
+
+    def __init__(self, cell: str, input_size: int, hidden: int, layers: int, dropout: float):
+        super().__init__()
+        if cell not in ("lstm", "gru"):
+            raise ValueError(f"unknown recurrent cell {cell!r} (choose lstm or gru)")
+        rnn = nn.LSTM if cell == "lstm" else nn.GRU
+        sizes = [input_size] + [2 * hidden] * (layers - 1)
+        self.fwd = nn.ModuleList(rnn(n, hidden, batch_first=True) for n in sizes)
+        self.bwd = nn.ModuleList(rnn(n, hidden, batch_first=True) for n in sizes)
+        self.drop = nn.Dropout(dropout)
+
+    @staticmethod
+    def reverse_index(lengths: torch.Tensor, T: int) -> torch.Tensor:
+        """(B, T) source frame of each frame when each sequence is reversed within its length (an involution;
+        padding stays in place)."""
+        t = torch.arange(T, device=lengths.device)
+        rev = lengths.to(t.device)[:, None] - 1 - t[None, :]
+        return torch.where(rev >= 0, rev, t[None, :])
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:  # (B, T, I) -> (B, T, 2H)
+        rev = self.reverse_index(lengths, x.shape[1])[:, :, None]
+        for i, (f, b) in enumerate(zip(self.fwd, self.bwd, strict=True)):
+            if i:
+                x = self.drop(x)
+            y_f, _ = f(x)
+            y_b, _ = b(x.gather(1, rev.expand(-1, -1, x.shape[2])))
+            x = torch.cat([y_f, y_b.gather(1, rev.expand(-1, -1, y_b.shape[2]))], -1)
+        return x
 
 
 class CTCModel(nn.Module):
@@ -59,8 +103,7 @@ class CTCModel(nn.Module):
         freq = (freq + 1) // 2
         self.proj = nn.Sequential(nn.Linear(cfg.channels * freq, cfg.proj), nn.LayerNorm(cfg.proj),
                                   nn.Dropout(cfg.dropout))
-        self.rnn = nn.GRU(cfg.proj, cfg.hidden, cfg.layers, batch_first=True, bidirectional=True,
-                          dropout=cfg.dropout if cfg.layers > 1 else 0.0)
+        self.rnn = BiRNN(cfg.cell, cfg.proj, cfg.hidden, cfg.layers, cfg.dropout)
         self.head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(2 * cfg.hidden, cfg.n_classes))
 
     def out_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
@@ -70,13 +113,17 @@ class CTCModel(nn.Module):
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """feats (B, T, F) normalised log-mel, lengths (B,) -> log-probs (B, T', V), lengths (B,)."""
-        x = self.conv(feats.unsqueeze(1))  # (B, C, T', F')
+        s1, _ = self.cfg.strides()
+        h = self.conv[:3](feats.unsqueeze(1))  # first convolution (B, C, T/s₁, F/2)
+        # zero its frames past each utterance's end, as the second convolution's padding would be alone:
+        # an utterance's output must not depend on what else is in the batch
+        n1 = torch.div(lengths - 1, s1, rounding_mode="floor") + 1
+        h = h * (torch.arange(h.shape[2], device=h.device)[None, :] < n1.to(h.device)[:, None])[:, None, :, None]
+        x = self.conv[3:](h)  # (B, C, T', F')
         B, C, T, Fq = x.shape
         x = self.proj(x.permute(0, 2, 1, 3).reshape(B, T, C * Fq))  # (B, T', proj)
         out_len = self.out_lengths(lengths).clamp(max=T)
-        packed = nn.utils.rnn.pack_padded_sequence(x, out_len.cpu(), batch_first=True, enforce_sorted=False)
-        y, _ = self.rnn(packed)
-        y, _ = nn.utils.rnn.pad_packed_sequence(y, batch_first=True, total_length=T)  # (B, T', 2H)
+        y = self.rnn(x, out_len)  # (B, T', 2H)
         with torch.autocast(device_type=y.device.type, enabled=False):  # the output layer stays float32
             return self.head(y.float()).log_softmax(-1), out_len
 
@@ -94,11 +141,23 @@ def export_state(model: CTCModel, extra: dict[str, Any] | None = None) -> bytes:
     return buf.getvalue()
 
 
+def _birnn_key(key: str) -> str:
+    """nn.GRU(bidirectional=True) parameter name -> BiRNN's (rnn.weight_ih_l1_reverse -> rnn.bwd.1.weight_ih_l0)."""
+    import re
+
+    m = re.fullmatch(r"rnn\.(weight_ih|weight_hh|bias_ih|bias_hh)_l(\d+)(_reverse)?", key)
+    return f"rnn.{'bwd' if m[3] else 'fwd'}.{m[2]}.{m[1]}_l0" if m else key
+
+
 def load_model(data: bytes, device: str = "cpu") -> tuple[CTCModel, dict[str, Any]]:
     """model.pt bytes -> (float32 model in eval mode, the saved metadata)."""
     blob = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
-    model = CTCModel(ModelConfig(**blob["config"]))
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
+    cfg, state = dict(blob["config"]), blob["state_dict"]
+    if "cell" not in cfg:  # a model.pt from before BiRNN: a packed nn.GRU, bidirectional
+        cfg["cell"] = "gru"
+        state = {_birnn_key(k): v for k, v in state.items()}
+    model = CTCModel(ModelConfig(**cfg))
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     return model.to(device).eval(), {k: v for k, v in blob.items() if k != "state_dict"}
 
 

@@ -182,7 +182,7 @@ class ASRModel:
         blob = _read(model_uri)
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model, _ = load_model(blob, self.device)
-        self.name = f"ctc-bigru-{hashlib.sha256(blob).hexdigest()[:12]}"
+        self.name = f"ctc-bi{self.model.cfg.cell}-{hashlib.sha256(blob).hexdigest()[:12]}"
         self.metrics = MetricSet([AUDIO_SECONDS, RTF, BATCH_SIZE], {"deployment": "ASRModel"})
         self.batches: list[int] = []
 

