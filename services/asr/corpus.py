@@ -14,7 +14,8 @@ Three engines, all Debian packages:
 Held-out voices are fixed (not seeded): two accents and every fifth variant never appear in
 training; the test set draws from them evenly in three categories (unseen accent, unseen variant,
 both unseen). Every utterance varies speed, pitch, pitch range and word gap; a share of the
-training utterances is band-limited (an 8 or 11.025 kHz source); then each gets silence padding, optional reverberation (a synthetic exponentially decaying room response), optional
+training utterances is band-limited (an 8 or 11.025 kHz source); then each gets silence padding,
+optional reverberation (a synthetic exponentially decaying room response), optional
 noise (white, pink, brown, hum or babble of other voices) at a random SNR and a random level,
 and is resampled to 16 kHz mono.
 
@@ -440,6 +441,7 @@ def plan_id(split: str, n: int, seed: int) -> str:
     """Fingerprint of a split's plan: reuse the cache only when it matches."""
     key = {"split": split, "n": n, "seed": seed, "version": CORPUS_VERSION, "voices": voice_split()}
     if split in ("train", "val"):
+        # the training mix; the trailing number is its revision (bump it when the mix's ranges change)
         key["festival"] = [FESTIVAL_VOICE, FESTIVAL_SHARE, NARROWBAND_SHARE, NARROWBAND_RATES, 2]
     key = json.dumps(key, sort_keys=True)
     return hashlib.sha256(key.encode()).hexdigest()[:16]
