@@ -89,6 +89,12 @@ class TrainArgs:
     """torch CPU threads per training process (0 = torch's default); batches are prepared in another process."""
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     """bf16 autocast for the convolutions and the recurrent layers (auto: when the CPU or GPU supports bfloat16)."""
+    inter_ctc: float = 0.3
+    """Weight w of intermediate CTC on the first recurrent layer's output, through the same output layer
+    (loss (1 − w)·CTC + w·CTC_inter; 0 = off; needs --layers >= 2, off with one layer)."""
+    self_condition: bool = True
+    """Self-conditioned CTC: the first layer's character posteriors are projected and added to the second
+    layer's input, in serving too (needs --layers >= 2, off with one layer)."""
 
     def validate(self) -> None:
         require(self.epochs >= 1, f"--epochs must be >= 1 (got {self.epochs})")
@@ -108,10 +114,12 @@ class TrainArgs:
         require(0 <= self.vtlp < 0.5 and 0 <= self.speed < 0.5, "--vtlp and --speed must be in [0, 0.5)")
         require(self.threads >= 0, f"--threads must be >= 0 (got {self.threads})")
         require(self.procs >= 1, f"--procs must be >= 1 (got {self.procs})")
+        require(0 <= self.inter_ctc < 1, f"--inter-ctc must be in [0, 1) (got {self.inter_ctc})")
 
     def model_config(self) -> ModelConfig:
         return ModelConfig(channels=self.channels, subsample=self.subsample, proj=self.proj, hidden=self.hidden,
-                           layers=self.layers, cell=self.cell, dropout=self.dropout)
+                           layers=self.layers, cell=self.cell, dropout=self.dropout,
+                           self_condition=self.self_condition and self.layers > 1)
 
 
 # --- batches ------------------------------------------------------------------------------------------
@@ -195,12 +203,13 @@ def char_error_rate(refs: list[str], hyps: list[str]) -> float:
     return float(jiwer.cer(refs, hyps))
 
 
-def greedy_texts(model: CTCModel, split: corpus.Split, device: str, batch: int = 64) -> list[str]:
+def greedy_texts(model: CTCModel, split: corpus.Split, device: str, batch: int = 64, bf16: bool = False) -> list[str]:
     model.eval()
     out = []
-    for s in range(0, len(split), batch):
-        for lp in predict(model, [split.features(i) for i in range(s, min(len(split), s + batch))], device):
-            out.append(" ".join(decode(greedy(lp)).split()))
+    with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bf16):
+        for s in range(0, len(split), batch):
+            for lp in predict(model, [split.features(i) for i in range(s, min(len(split), s + batch))], device):
+                out.append(" ".join(decode(greedy(lp)).split()))
     return out
 
 
@@ -221,8 +230,8 @@ def fit(args: TrainArgs, run_dir_uri: str, device: str, rank: int = 0, world: in
     torch.manual_seed(args.seed)  # the same initial weights in every process
     torch.set_num_threads(args.threads or torch.get_num_threads())
     model = CTCModel(args.model_config()).to(device)
-    if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model)
+    if world > 1:  # each process keeps its own BatchNorm statistics (rank 0's are saved): no broadcast per step
+        net = torch.nn.parallel.DistributedDataParallel(model, broadcast_buffers=False)
     elif device == "cuda" and torch.cuda.device_count() > 1:  # several GPUs in one Ray task
         net = torch.nn.DataParallel(model)
     else:
@@ -258,6 +267,7 @@ def fit(args: TrainArgs, run_dir_uri: str, device: str, rank: int = 0, world: in
 
     val_wer = history[-1]["val_wer"] if history else float("nan")
     bf16 = use_bf16(args.precision, device)
+    inter_w = args.inter_ctc if args.layers > 1 else 0.0
     with Progress("asr train", total=total_steps, unit="steps") if rank == 0 else contextlib.nullcontext() as bar:
         epoch = epoch0
         done = progress()
@@ -275,10 +285,15 @@ def fit(args: TrainArgs, run_dir_uri: str, device: str, rank: int = 0, world: in
             for i, (x, x_len, tgt, tgt_len) in enumerate(loader):
                 for g in opt.param_groups:
                     g["lr"] = args.lr * schedule(done, args.warmup)
+                tgt, tgt_len = tgt.to(device), tgt_len.to(device)
                 with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bf16):
-                    log_probs, out_len = net(x.to(device), x_len.to(device))  # (B, T', V), float32
+                    out = net(x.to(device), x_len.to(device), intermediate=inter_w > 0)
+                log_probs, out_len = out[:2]  # (B, T', V), float32
                 # Σ loss over the global batch / its size: DDP averages over processes, hence × world
-                loss = ctc_loss(log_probs.transpose(0, 1), tgt.to(device), out_len, tgt_len.to(device))
+                loss = ctc_loss(log_probs.transpose(0, 1), tgt, out_len, tgt_len)
+                if inter_w > 0:
+                    inter = ctc_loss(out[2].transpose(0, 1), tgt, out_len, tgt_len)
+                    loss = (1 - inter_w) * loss + inter_w * inter
                 loss = loss * world / sizes[i]
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -297,7 +312,7 @@ def fit(args: TrainArgs, run_dir_uri: str, device: str, rank: int = 0, world: in
             del loader
             epoch += 1
             if rank == 0:
-                hyps = greedy_texts(model, val, device)
+                hyps = greedy_texts(model, val, device, bf16=bf16)
                 val_wer = word_error_rate(val.texts, hyps)
                 history.append({"epoch": epoch, "step": step, "loss": float(np.mean(losses)), "val_wer": val_wer,
                                 "epoch_s": round(time.monotonic() - t_epoch, 1)})

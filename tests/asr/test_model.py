@@ -26,7 +26,7 @@ def test_birnn_equals_packed_bidirectional_rnn(cell, cls):
     x_ref, x_ours = x.clone().requires_grad_(), x.clone().requires_grad_()
     packed = nn.utils.rnn.pack_padded_sequence(x_ref, lens, batch_first=True, enforce_sorted=False)
     y_ref, _ = nn.utils.rnn.pad_packed_sequence(ref(packed)[0], batch_first=True, total_length=T)
-    y = ours(x_ours, lens)
+    y = ours(x_ours, lens)[-1]
     mask = (torch.arange(T)[None] < lens[:, None])[..., None].float()
     torch.testing.assert_close(y * mask, y_ref * mask, atol=1e-6, rtol=1e-5)
     w = torch.randn(B, T, 2 * H)
@@ -84,3 +84,45 @@ def test_a_model_pt_from_before_birnn_still_loads():
     x = torch.randn(1, 60, 80)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x, torch.tensor([60]))[0], model.half().float()(x, torch.tensor([60]))[0])
+
+
+def test_locked_dropout_keeps_one_mask_per_sequence_and_the_expectation():
+    from services.asr.model import LockedDropout
+
+    torch.manual_seed(3)
+    drop = LockedDropout(0.25).train()
+    y = drop(torch.ones(64, 30, 40))
+    torch.testing.assert_close(torch.unique(y), torch.tensor([0.0, 1 / 0.75]))
+    assert torch.equal(y, y[:, :1].expand_as(y))  # the same features dropped in every frame of a sequence
+    assert abs(y.mean().item() - 1.0) < 0.05
+    x = torch.randn(2, 5, 3)
+    assert torch.equal(drop.eval()(x), x)
+
+
+def test_intermediate_ctc_output_is_the_first_layer_through_the_same_head():
+    torch.manual_seed(4)
+    model = CTCModel(ModelConfig(hidden=16, proj=24, channels=4)).eval()
+    x, n = torch.randn(2, 70, 80), torch.tensor([70, 41])
+    with torch.no_grad():
+        lp, out_len, inter = model(x, n, intermediate=True)
+        lp2, _ = model(x, n)
+        h = model.conv(x.unsqueeze(1))
+    torch.testing.assert_close(lp, lp2)
+    assert inter.shape == lp.shape and not torch.allclose(inter, lp)
+    torch.testing.assert_close(inter.exp().sum(-1), torch.ones(inter.shape[:2]))
+    assert h.shape[2] == lp.shape[1] and out_len.tolist() == [24, 14]
+
+
+
+def test_self_conditioning_feeds_the_first_layers_posteriors_to_the_second():
+    torch.manual_seed(5)
+    model = CTCModel(ModelConfig(hidden=16, proj=24, channels=4, self_condition=True)).train()
+    x, n = torch.randn(2, 70, 80), torch.tensor([70, 41])
+    lp, _, inter = model(x, n, intermediate=True)
+    (lp * torch.randn_like(lp)).sum().backward()  # the final output alone trains the conditioning layer
+    assert model.condition.weight.grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        before = model(x, n)[0]
+        model.condition.weight.mul_(2)
+        assert not torch.allclose(model(x, n)[0], before)  # serving runs the conditioning too
