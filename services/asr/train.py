@@ -292,7 +292,7 @@ def fit(args: TrainArgs, run_dir_uri: str, device: str, rank: int = 0, world: in
                 # Σ loss over the global batch / its size: DDP averages over processes, hence × world
                 loss = ctc_loss(log_probs.transpose(0, 1), tgt, out_len, tgt_len)
                 if inter_w > 0:
-                    inter = ctc_loss(out[2].transpose(0, 1), tgt, out_len, tgt_len)
+                    inter = sum(ctc_loss(lp.transpose(0, 1), tgt, out_len, tgt_len) for lp in out[2]) / len(out[2])
                     loss = (1 - inter_w) * loss + inter_w * inter
                 loss = loss * world / sizes[i]
                 opt.zero_grad(set_to_none=True)

@@ -99,17 +99,20 @@ def test_locked_dropout_keeps_one_mask_per_sequence_and_the_expectation():
     assert torch.equal(drop.eval()(x), x)
 
 
-def test_intermediate_ctc_output_is_the_first_layer_through_the_same_head():
+@pytest.mark.parametrize("layers", [2, 3])
+def test_intermediate_ctc_outputs_are_the_lower_layers_through_the_same_head(layers):
     torch.manual_seed(4)
-    model = CTCModel(ModelConfig(hidden=16, proj=24, channels=4)).eval()
+    model = CTCModel(ModelConfig(hidden=16, proj=24, channels=4, layers=layers)).eval()
     x, n = torch.randn(2, 70, 80), torch.tensor([70, 41])
     with torch.no_grad():
         lp, out_len, inter = model(x, n, intermediate=True)
         lp2, _ = model(x, n)
         h = model.conv(x.unsqueeze(1))
-    torch.testing.assert_close(lp, lp2)
-    assert inter.shape == lp.shape and not torch.allclose(inter, lp)
-    torch.testing.assert_close(inter.exp().sum(-1), torch.ones(inter.shape[:2]))
+        first = model.rnn(model.proj(h.permute(0, 2, 1, 3).reshape(2, h.shape[2], -1)), out_len)[0]
+    torch.testing.assert_close(lp, lp2)  # without self-conditioning the intermediate outputs change nothing
+    assert len(inter) == layers - 1 and all(i.shape == lp.shape and not torch.allclose(i, lp) for i in inter)
+    torch.testing.assert_close(inter[0][0], model.head(first).log_softmax(-1)[0])  # the full-length one
+    torch.testing.assert_close(inter[-1].exp().sum(-1), torch.ones(inter[-1].shape[:2]))
     assert h.shape[2] == lp.shape[1] and out_len.tolist() == [24, 14]
 
 
