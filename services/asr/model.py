@@ -3,9 +3,9 @@
     log-mel (B, T, 80) ─► Conv2d 3×3, stride (s₁, 2) ─► ReLU ─► Conv2d 3×3, stride (s₂, 2) ─► ReLU
         ─► (B, T/(s₁s₂), C·20) ─► Linear ─► BiLSTM × L ─► Linear ─► log_softmax over 28 symbols (blank = 0)
 
-With ``self_condition`` the first BiLSTM layer's output also goes through the output layer; those
-posteriors are projected back (28 → 2H) and added to the second layer's input (self-conditioned CTC),
-and training puts a CTC loss on them too (intermediate CTC).
+With ``self_condition`` every BiLSTM layer but the last also sends its output through the output layer;
+those posteriors are projected back (28 → 2H, one projection for all layers) and added to the next
+layer's input (self-conditioned CTC), and training puts a CTC loss on them too (intermediate CTC).
 
 The bidirectional layers run on padded batches without ``PackedSequence`` and are still exact for
 every length in the batch (``BiRNN``): on CPU that lets PyTorch use oneDNN's fused LSTM kernels
@@ -45,8 +45,8 @@ class ModelConfig:
     """Recurrent cell: lstm or gru."""
     dropout: float = 0.15
     self_condition: bool = False
-    """Self-conditioned CTC (Nozaki & Komatsu 2021): the first recurrent layer's character posteriors, through
-    the output layer, are projected back and added to the next layer's input."""
+    """Self-conditioned CTC (Nozaki & Komatsu 2021): each recurrent layer's character posteriors but the last's,
+    through the output layer, are projected back and added to the next layer's input."""
     n_classes: int = N_CLASSES
 
     @property
@@ -142,8 +142,8 @@ class CTCModel(nn.Module):
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor, intermediate: bool = False):
         """feats (B, T, F) normalised log-mel, lengths (B,) -> log-probs (B, T', V), lengths (B,).
 
-        ``intermediate``: also return the first recurrent layer's log-probs through the same output layer
-        (intermediate CTC, Lee & Watanabe 2021, a training-time regulariser): (log-probs, lengths, inter)."""
+        ``intermediate``: also return the lower recurrent layers' log-probs through the same output layer
+        (intermediate CTC, Lee & Watanabe 2021): (log-probs, lengths, [per lower layer (B, T', V)])."""
         s1, _ = self.cfg.strides()
         h = self.conv[:3](feats.unsqueeze(1))  # first convolution (B, C, T/s₁, F/2)
         # zero its frames past each utterance's end, as the second convolution's padding would be alone:

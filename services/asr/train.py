@@ -90,10 +90,10 @@ class TrainArgs:
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     """bf16 autocast for the convolutions and the recurrent layers (auto: when the CPU or GPU supports bfloat16)."""
     inter_ctc: float = 0.3
-    """Weight w of intermediate CTC on the first recurrent layer's output, through the same output layer
-    (loss (1 − w)·CTC + w·CTC_inter; 0 = off; needs --layers >= 2, off with one layer)."""
+    """Weight w of intermediate CTC on the lower recurrent layers' outputs, through the same output layer
+    (loss (1 − w)·CTC + w·mean CTC_inter; 0 = off; needs --layers >= 2, off with one layer)."""
     self_condition: bool = True
-    """Self-conditioned CTC: the first layer's character posteriors are projected and added to the second
+    """Self-conditioned CTC: each lower layer's character posteriors are projected and added to the next
     layer's input, in serving too (needs --layers >= 2, off with one layer)."""
 
     def validate(self) -> None:
