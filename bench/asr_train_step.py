@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from services.asr.model import CTCModel, LockedDropout, ModelConfig
-from services.asr.train import use_bf16
+from services.asr.train import ctc_objective, use_bf16
 
 
 def per_element_dropout(model: CTCModel) -> CTCModel:
@@ -65,9 +65,7 @@ def main() -> None:
             t0 = time.perf_counter()
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 out = model(x, lengths, intermediate=w > 0)
-            loss = ctc(out[0].transpose(0, 1), targets, out[1], target_len)
-            if w > 0:
-                loss = (1 - w) * loss + w * ctc(out[2].transpose(0, 1), targets, out[1], target_len)
+            loss = ctc_objective(ctc, out, targets, target_len, w)
             opts[name].zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 5.0)

@@ -175,6 +175,17 @@ def _worker_init(_: int) -> None:
     torch.set_num_threads(1)
 
 
+def ctc_objective(ctc_loss: torch.nn.CTCLoss, out: tuple, tgt: torch.Tensor, tgt_len: torch.Tensor,
+                  inter_w: float) -> torch.Tensor:
+    """The training loss of ``CTCModel``'s output ``(log_probs, out_len[, intermediates])``:
+    (1 − w)·CTC + w·mean of the intermediate layers' CTC when ``inter_w`` = w > 0, else CTC."""
+    loss = ctc_loss(out[0].transpose(0, 1), tgt, out[1], tgt_len)
+    if inter_w > 0:
+        inter = sum(ctc_loss(lp.transpose(0, 1), tgt, out[1], tgt_len) for lp in out[2]) / len(out[2])
+        loss = (1 - inter_w) * loss + inter_w * inter
+    return loss
+
+
 def use_bf16(precision: str, device: str) -> bool:
     if precision != "auto":
         return precision == "bf16"
@@ -288,13 +299,8 @@ def fit(args: TrainArgs, run_dir_uri: str, device: str, rank: int = 0, world: in
                 tgt, tgt_len = tgt.to(device), tgt_len.to(device)
                 with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bf16):
                     out = net(x.to(device), x_len.to(device), intermediate=inter_w > 0)
-                log_probs, out_len = out[:2]  # (B, T', V), float32
                 # Σ loss over the global batch / its size: DDP averages over processes, hence × world
-                loss = ctc_loss(log_probs.transpose(0, 1), tgt, out_len, tgt_len)
-                if inter_w > 0:
-                    inter = sum(ctc_loss(lp.transpose(0, 1), tgt, out_len, tgt_len) for lp in out[2]) / len(out[2])
-                    loss = (1 - inter_w) * loss + inter_w * inter
-                loss = loss * world / sizes[i]
+                loss = ctc_objective(ctc_loss, out, tgt, tgt_len, inter_w) * world / sizes[i]
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
