@@ -86,7 +86,7 @@ class TrainArgs:
     procs: int = 2
     """Data-parallel training processes on CPU (torch.distributed, gloo), each with --threads threads."""
     threads: int = 1
-    """torch CPU threads per training process (0 = torch's default); batches are prepared in another process."""
+    """torch CPU threads per training process (0 = torch's default); on CPU each process also augments its batches."""
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     """bf16 autocast for the convolutions and the recurrent layers (auto: when the CPU or GPU supports bfloat16)."""
     inter_ctc: float = 0.3
@@ -161,6 +161,9 @@ class BatchSet(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.batches)
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
 
     def __getitem__(self, i: int):
         rng = np.random.default_rng([self.args.seed, self.epoch, i])
@@ -288,9 +291,13 @@ def fit(args: TrainArgs, run_dir_uri: str, device: str, rank: int = 0, world: in
                                    shortest_first=epoch == 0)
             share = [b[rank::world] for b in batches if len(b) >= world]  # this process's part of each batch
             sizes = [len(b) for b in batches if len(b) >= world]
-            loader = torch.utils.data.DataLoader(BatchSet(train, targets, share, args, epoch * world + rank),
-                                                 batch_size=None, shuffle=False, num_workers=1, prefetch_factor=4,
-                                                 worker_init_fn=_worker_init)
+            batch_set = BatchSet(train, targets, share, args, epoch * world + rank)
+            # On CPU the batches are augmented in the training process itself: with a loader worker per process,
+            # make asr-model took 10 % fewer steps in the same time on 2 cores (the workers' CPU share and
+            # inter-process copies cost more than the augmentation). A GPU step is fast: workers keep it fed.
+            loader = batch_set if device == "cpu" else torch.utils.data.DataLoader(
+                batch_set, batch_size=None, shuffle=False, num_workers=2, prefetch_factor=4, pin_memory=True,
+                worker_init_fn=_worker_init)
             net.train()
             losses, t_epoch = [], time.monotonic()
             for i, (x, x_len, tgt, tgt_len) in enumerate(loader):

@@ -116,7 +116,6 @@ def test_intermediate_ctc_outputs_are_the_lower_layers_through_the_same_head(lay
     assert h.shape[2] == lp.shape[1] and out_len.tolist() == [24, 14]
 
 
-
 def test_self_conditioning_feeds_the_first_layers_posteriors_to_the_second():
     torch.manual_seed(5)
     model = CTCModel(ModelConfig(hidden=16, proj=24, channels=4, self_condition=True)).train()
