@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/pip install -q -c constraints/cpu.txt
 # Debian packages that tests and services need (installed when running as root with apt-get).
-SYSTEM_PACKAGES ?= prometheus espeak-ng flite festival festvox-kdlpc16k dataset-fashion-mnist fonts-noto-core fonts-unifont fonts-freefont-ttf
+SYSTEM_PACKAGES ?= prometheus espeak-ng flite festival festvox-kdlpc16k festival-ca festvox-ca-ona-hts dataset-fashion-mnist fonts-noto-core fonts-unifont fonts-freefont-ttf
 PYTEST_ARGS ?=
 RUN_DIR ?= runs/a3c-cartpole-$(shell date +%Y%m%d-%H%M%S)
 UP_ARGS ?=

@@ -7,7 +7,9 @@ Three engines, all Debian packages:
   * festival with the ked diphone voice (festvox-kdlpc16k, a US male speaker recorded for
     residual-excited LPC diphone synthesis): a share of the training and validation sets, each
     utterance with its own duration stretch, F0 mean and range, and a resampling "speaker warp"
-    (pitch and formants scaled together) so that one recorded speaker becomes many;
+    (pitch and formants scaled together) so that one recorded speaker becomes many; and with the
+    Catalan female HTS voice ona (festvox-ca-ona-hts, statistical-parametric speech from a recorded
+    woman), reading the vocabulary written in Catalan spelling: English with a Catalan accent;
   * flite (CMU diphone and clustergen voices kal, kal16, awb, rms, slt), never used in training:
     the "other synthesiser" test set.
 
@@ -55,6 +57,22 @@ ACCENTS = ("en", "en-us", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp", "en-
 HELD_OUT_ACCENTS = ("en-gb-x-gbcwmd", "en-029")
 FESTIVAL_VOICE = "ked_diphone"  # none of flite's test speakers (kal, awb, rms, slt)
 FESTIVAL_SHARE = 0.25  # of the training and validation utterances
+# the second festival voice: a woman, statistical-parametric (HTS) synthesis like flite's clustergen voices, but
+# Catalan: it reads the vocabulary spelt the Catalan way (English with a Catalan accent)
+ONA_VOICE = "upc_ca_ona_hts"
+ONA_SHARE = 0.3  # of the festival utterances
+FESTIVAL_VOICE_DIRS = {FESTIVAL_VOICE: "english", ONA_VOICE: "catalan"}
+# speaker warp (the waveform read at warp × its rate) per festival voice: a man up to a child, a woman down to a man
+FESTIVAL_WARP = {FESTIVAL_VOICE: (0.85, 1.4), ONA_VOICE: (0.8, 1.15)}
+CATALAN_SPELLING = {
+    "zero": "zírou", "one": "uan", "two": "tu", "three": "trí", "four": "for", "five": "fàiv", "six": "sics",
+    "seven": "séven", "eight": "eit", "nine": "nàin", "oh": "ou", "yes": "iés", "no": "nou", "up": "ap",
+    "down": "dàun", "left": "left", "right": "ràit", "on": "on", "off": "of", "stop": "stop", "go": "gou",
+    "start": "start", "cancel": "càncel", "back": "bac", "next": "necst", "open": "óupen", "close": "clous",
+    "play": "plei", "pause": "pos", "help": "jelp", "repeat": "ripít", "select": "silèct", "enter": "ènter",
+    "delete": "dilít", "call": "col", "home": "jóum", "menu": "méniu", "louder": "làuder",
+    "quieter": "cuaièter", "faster": "fàster", "slower": "slóuer",
+}
 NARROWBAND_SHARE = 0.15  # of the training and validation utterances: band-limited like an 8 or 11.025 kHz source
 NARROWBAND_RATES = (8000, 11025)
 FLITE_VOICES = {"kal": (85, 140), "kal16": (85, 140), "awb": (85, 140), "rms": (80, 130), "slt": (150, 220)}
@@ -154,23 +172,32 @@ def flite_synth(text: str, voice: str, stretch: float, f0: float) -> tuple[np.nd
 
 
 # --- festival (a second training synthesiser) ------------------------------------------------------
-FESTIVAL_PACKAGES = "apt-get install festival festvox-kdlpc16k"
+FESTIVAL_PACKAGES = "apt-get install festival festvox-kdlpc16k festival-ca festvox-ca-ona-hts"
 
 
 def festival_synth(utts: list[Utterance]) -> list[tuple[np.ndarray, int]]:
-    """Render festival utterances with one festival process (its start-up costs more than a short utterance)."""
+    """Render festival utterances with one festival process (its start-up costs more than a short utterance).
+
+    ked takes each utterance's duration stretch and F0; ona (HTS) keeps its own prosody."""
     import soundfile as sf
 
     check_engine("festival")
     with tempfile.TemporaryDirectory() as tmp:
-        lines = [f"(voice_{FESTIVAL_VOICE})"]
-        for i, u in enumerate(utts):
-            lines += [f"(Parameter.set 'Duration_Stretch {u.rate:.3f})",
-                      f"(set! int_lr_params '((target_f0_mean {u.pitch:.1f}) (target_f0_std {u.pitch_range}) "
-                      "(model_f0_mean 170) (model_f0_std 34)))",
-                      f'(utt.save.wave (utt.synth (Utterance Text "{u.text}")) "{tmp}/{i}.wav" \'riff)']
+        lines, voice = [], None
+        for i, u in sorted(enumerate(utts), key=lambda iu: iu[1].voice):  # one voice switch per voice
+            if u.voice != voice:
+                voice = u.voice
+                lines.append(f"(voice_{voice})")
+            if voice == ONA_VOICE:
+                text = " ".join(CATALAN_SPELLING[w] for w in u.text.split())
+            else:
+                text = u.text
+                lines += [f"(Parameter.set 'Duration_Stretch {u.rate:.3f})",
+                          f"(set! int_lr_params '((target_f0_mean {u.pitch:.1f}) (target_f0_std {u.pitch_range}) "
+                          "(model_f0_mean 170) (model_f0_std 34)))"]
+            lines.append(f'(utt.save.wave (utt.synth (Utterance Text "{text}")) "{tmp}/{i}.wav" \'riff)')
         script = Path(tmp) / "synth.scm"
-        script.write_text("\n".join(lines) + "\n")
+        script.write_text("\n".join(lines) + "\n", encoding="latin-1")  # festival reads Latin-1 text
         p = subprocess.run([shutil.which("festival"), "-b", str(script)], capture_output=True, text=True,
                            timeout=60 + 2 * len(utts))
         missing = [i for i in range(len(utts)) if not os.path.exists(f"{tmp}/{i}.wav")]
@@ -186,9 +213,9 @@ def check_engine(engine: str) -> None:
         espeak()
         espeak_variants()
     elif engine == "festival":
-        voice_dir = Path("/usr/share/festival/voices/english") / FESTIVAL_VOICE
-        if shutil.which("festival") is None or not voice_dir.is_dir():
-            raise SynthesizerMissing(f"festival or its {FESTIVAL_VOICE} voice is not installed: {FESTIVAL_PACKAGES}")
+        for voice, language in FESTIVAL_VOICE_DIRS.items():
+            if shutil.which("festival") is None or not (Path("/usr/share/festival/voices") / language / voice).is_dir():
+                raise SynthesizerMissing(f"festival or its {voice} voice is not installed: {FESTIVAL_PACKAGES}")
     elif shutil.which("flite") is None:
         raise SynthesizerMissing("flite is not installed: apt-get install flite")
 
@@ -245,7 +272,9 @@ def plan(split: str, n: int, seed: int) -> list[Utterance]:
         if train and rng.random() < FESTIVAL_SHARE:  # (only train/val draw here: test and other plans stay put)
             engine, voice, category = "festival", FESTIVAL_VOICE, "train"
             rate, pitch, f0_std = float(rng.uniform(0.8, 1.3)), float(rng.uniform(75, 180)), int(rng.integers(5, 35))
-            warp = float(rng.uniform(0.85, 1.4))  # up to a child-like voice from a male one
+            if rng.random() < ONA_SHARE:
+                voice = ONA_VOICE
+            warp = float(rng.uniform(*FESTIVAL_WARP[voice]))
         band_rate = int(rng.choice(NARROWBAND_RATES)) if train and rng.random() < NARROWBAND_SHARE else 0
         noisy = rng.random() < (0.8 if train else 0.7)
         out.append(Utterance(
@@ -442,7 +471,8 @@ def plan_id(split: str, n: int, seed: int) -> str:
     key = {"split": split, "n": n, "seed": seed, "version": CORPUS_VERSION, "voices": voice_split()}
     if split in ("train", "val"):
         # the training mix; the trailing number is its revision (bump it when the mix's ranges change)
-        key["festival"] = [FESTIVAL_VOICE, FESTIVAL_SHARE, NARROWBAND_SHARE, NARROWBAND_RATES, 2]
+        key["festival"] = [FESTIVAL_VOICE, FESTIVAL_SHARE, NARROWBAND_SHARE, NARROWBAND_RATES, ONA_VOICE, ONA_SHARE,
+                           FESTIVAL_WARP, 3]
     key = json.dumps(key, sort_keys=True)
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from services.asr import corpus
+from services.asr.features import log_mel
 from tests.conftest import run_dojo
 
 
@@ -46,13 +47,16 @@ def test_corpus_plans_are_deterministic_and_hold_voices_out():
     assert train == corpus.plan("train", 400, seed=3) and train != corpus.plan("train", 400, seed=4)
     for u in train + corpus.plan("val", 100, seed=3):
         if u.engine == "festival":
-            assert u.voice == corpus.FESTIVAL_VOICE and 0.85 <= u.warp <= 1.4 and u.category == "train"
+            lo, hi = corpus.FESTIVAL_WARP[u.voice]
+            assert lo <= u.warp <= hi and u.category == "train"
             continue
         accent, _, variant = u.voice.partition("+")
         assert u.engine == "espeak" and u.warp == 1.0
         assert accent in vs["train_accents"] and (variant == "" or variant in vs["train_variants"])
     share = np.mean([u.engine == "festival" for u in train])
     assert abs(share - corpus.FESTIVAL_SHARE) < 0.06, share
+    ona = np.mean([u.voice == corpus.ONA_VOICE for u in train if u.engine == "festival"])
+    assert abs(ona - corpus.ONA_SHARE) < 0.12, ona
     narrow = np.mean([u.band_rate in corpus.NARROWBAND_RATES for u in train])
     assert abs(narrow - corpus.NARROWBAND_SHARE) < 0.05 and {u.band_rate for u in train} == {0, 8000, 11025}
     test = corpus.plan("test", 300, seed=3)
@@ -63,7 +67,9 @@ def test_corpus_plans_are_deterministic_and_hold_voices_out():
         assert accent in vs["test_accents"] or variant in vs["test_variants"]
     assert {u.engine for u in test} == {"espeak"} and {u.band_rate for u in test} == {0}
     other = corpus.plan("other", 50, seed=3)
-    assert {u.engine for u in other} == {"flite"} and corpus.FESTIVAL_VOICE.split("_")[0] not in corpus.FLITE_VOICES
+    assert {u.engine for u in other} == {"flite"}
+    assert set(corpus.FESTIVAL_WARP) == {"ked_diphone", "upc_ca_ona_hts"}
+    assert {"ked", "ona"}.isdisjoint(corpus.FLITE_VOICES)  # training speakers are none of flite's test speakers
 
 
 def _f0(x: np.ndarray, rate: int = 16_000) -> float:
@@ -95,9 +101,13 @@ def test_festival_speaker_warp_scales_pitch_and_duration():
     f_plain, f_warped = _f0(plain), _f0(warped)
     assert 80 < f_plain < 160, f_plain
     assert f_warped / f_plain == pytest.approx(1.25, rel=0.08), (f_plain, f_warped)
-    # a shard renders its festival utterances through one festival process
-    shard = corpus.render_shard([corpus.Utterance(**base), corpus.Utterance(**{**base, "text": "cancel"})], 0)
-    assert len(shard["lengths"]) == 2 and shard["lengths"][1] < shard["lengths"][0]
+    # a shard renders its festival utterances, of both voices, through one festival process, in their order
+    ona = corpus.Utterance(**{**base, "voice": corpus.ONA_VOICE, "text": "three delete"})
+    shard = corpus.render_shard([corpus.Utterance(**base), ona, corpus.Utterance(**{**base, "text": "cancel"})], 0)
+    assert len(shard["lengths"]) == 3 and shard["lengths"][2] < shard["lengths"][0]
+    ona_alone = corpus.render(ona)
+    assert shard["lengths"][1] == len(log_mel(ona_alone)) and 0.6 < len(ona_alone) / 16_000 - 0.2 < 3
+    assert 150 < _f0(ona_alone) < 260  # a woman's voice
 
 
 def test_rendering_is_reproducible_up_to_espeak_state():
