@@ -293,8 +293,9 @@ def fit(args: TrainArgs, run_dir_uri: str, device: str, rank: int = 0, world: in
             sizes = [len(b) for b in batches if len(b) >= world]
             batch_set = BatchSet(train, targets, share, args, epoch * world + rank)
             # On CPU the batches are augmented in the training process itself: with a loader worker per process,
-            # make asr-model took 10 % fewer steps in the same time on 2 cores (the workers' CPU share and
-            # inter-process copies cost more than the augmentation). A GPU step is fast: workers keep it fed.
+            # make asr-model took 4 526 steps in 13 minutes on 2 cores, against 5 375 without (the workers' CPU
+            # share and inter-process copies cost more than the augmentation). A GPU step is fast: workers keep
+            # it fed.
             loader = batch_set if device == "cpu" else torch.utils.data.DataLoader(
                 batch_set, batch_size=None, shuffle=False, num_workers=2, prefetch_factor=4, pin_memory=True,
                 worker_init_fn=_worker_init)
