@@ -61,9 +61,6 @@ FESTIVAL_SHARE = 0.25  # of the training and validation utterances
 # Catalan: it reads the vocabulary spelt the Catalan way (English with a Catalan accent)
 ONA_VOICE = "upc_ca_ona_hts"
 ONA_SHARE = 0.3  # of the festival utterances
-FESTIVAL_VOICE_DIRS = {FESTIVAL_VOICE: "english", ONA_VOICE: "catalan"}
-# speaker warp (the waveform read at warp × its rate) per festival voice: a man up to a child, a woman down to a man
-FESTIVAL_WARP = {FESTIVAL_VOICE: (0.85, 1.4), ONA_VOICE: (0.8, 1.15)}
 CATALAN_SPELLING = {
     "zero": "zírou", "one": "uan", "two": "tu", "three": "trí", "four": "for", "five": "fàiv", "six": "sics",
     "seven": "séven", "eight": "eit", "nine": "nàin", "oh": "ou", "yes": "iés", "no": "nou", "up": "ap",
@@ -72,6 +69,22 @@ CATALAN_SPELLING = {
     "play": "plei", "pause": "pos", "help": "jelp", "repeat": "ripít", "select": "silèct", "enter": "ènter",
     "delete": "dilít", "call": "col", "home": "jóum", "menu": "méniu", "louder": "làuder",
     "quieter": "cuaièter", "faster": "fàster", "slower": "slóuer",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class FestivalVoice:
+    """How the corpus uses a festival voice."""
+
+    language: str  # its directory under /usr/share/festival/voices
+    warp: tuple[float, float]  # speaker warp range (the waveform read at warp × its rate)
+    spelling: dict[str, str] | None = None  # vocabulary word -> text in the voice's language (None: English)
+    prosody: bool = False  # takes each utterance's duration stretch and F0 targets
+
+
+FESTIVAL_VOICES = {
+    FESTIVAL_VOICE: FestivalVoice("english", (0.85, 1.4), prosody=True),  # a man, up to a child-like voice
+    ONA_VOICE: FestivalVoice("catalan", (0.8, 1.15), CATALAN_SPELLING),  # a woman, down to a man-like voice
 }
 NARROWBAND_SHARE = 0.15  # of the training and validation utterances: band-limited like an 8 or 11.025 kHz source
 NARROWBAND_RATES = (8000, 11025)
@@ -188,10 +201,9 @@ def festival_synth(utts: list[Utterance]) -> list[tuple[np.ndarray, int]]:
             if u.voice != voice:
                 voice = u.voice
                 lines.append(f"(voice_{voice})")
-            if voice == ONA_VOICE:
-                text = " ".join(CATALAN_SPELLING[w] for w in u.text.split())
-            else:
-                text = u.text
+            v = FESTIVAL_VOICES[voice]
+            text = " ".join(v.spelling[w] for w in u.text.split()) if v.spelling else u.text
+            if v.prosody:
                 lines += [f"(Parameter.set 'Duration_Stretch {u.rate:.3f})",
                           f"(set! int_lr_params '((target_f0_mean {u.pitch:.1f}) (target_f0_std {u.pitch_range}) "
                           "(model_f0_mean 170) (model_f0_std 34)))"]
@@ -213,8 +225,8 @@ def check_engine(engine: str) -> None:
         espeak()
         espeak_variants()
     elif engine == "festival":
-        for voice, language in FESTIVAL_VOICE_DIRS.items():
-            if shutil.which("festival") is None or not (Path("/usr/share/festival/voices") / language / voice).is_dir():
+        for voice, v in FESTIVAL_VOICES.items():
+            if shutil.which("festival") is None or not (Path("/usr/share/festival/voices") / v.language / voice).is_dir():
                 raise SynthesizerMissing(f"festival or its {voice} voice is not installed: {FESTIVAL_PACKAGES}")
     elif shutil.which("flite") is None:
         raise SynthesizerMissing("flite is not installed: apt-get install flite")
@@ -274,7 +286,7 @@ def plan(split: str, n: int, seed: int) -> list[Utterance]:
             rate, pitch, f0_std = float(rng.uniform(0.8, 1.3)), float(rng.uniform(75, 180)), int(rng.integers(5, 35))
             if rng.random() < ONA_SHARE:
                 voice = ONA_VOICE
-            warp = float(rng.uniform(*FESTIVAL_WARP[voice]))
+            warp = float(rng.uniform(*FESTIVAL_VOICES[voice].warp))
         band_rate = int(rng.choice(NARROWBAND_RATES)) if train and rng.random() < NARROWBAND_SHARE else 0
         noisy = rng.random() < (0.8 if train else 0.7)
         out.append(Utterance(
@@ -472,7 +484,7 @@ def plan_id(split: str, n: int, seed: int) -> str:
     if split in ("train", "val"):
         # the training mix; the trailing number is its revision (bump it when the mix's ranges change)
         key["festival"] = [FESTIVAL_VOICE, FESTIVAL_SHARE, NARROWBAND_SHARE, NARROWBAND_RATES, ONA_VOICE, ONA_SHARE,
-                           FESTIVAL_WARP, 3]
+                           {k: v.warp for k, v in FESTIVAL_VOICES.items()}, 3]
     key = json.dumps(key, sort_keys=True)
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 

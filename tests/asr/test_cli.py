@@ -47,7 +47,7 @@ def test_corpus_plans_are_deterministic_and_hold_voices_out():
     assert train == corpus.plan("train", 400, seed=3) and train != corpus.plan("train", 400, seed=4)
     for u in train + corpus.plan("val", 100, seed=3):
         if u.engine == "festival":
-            lo, hi = corpus.FESTIVAL_WARP[u.voice]
+            lo, hi = corpus.FESTIVAL_VOICES[u.voice].warp
             assert lo <= u.warp <= hi and u.category == "train"
             continue
         accent, _, variant = u.voice.partition("+")
@@ -68,7 +68,7 @@ def test_corpus_plans_are_deterministic_and_hold_voices_out():
     assert {u.engine for u in test} == {"espeak"} and {u.band_rate for u in test} == {0}
     other = corpus.plan("other", 50, seed=3)
     assert {u.engine for u in other} == {"flite"}
-    assert set(corpus.FESTIVAL_WARP) == {"ked_diphone", "upc_ca_ona_hts"}
+    assert set(corpus.FESTIVAL_VOICES) == {"ked_diphone", "upc_ca_ona_hts"}
     assert {"ked", "ona"}.isdisjoint(corpus.FLITE_VOICES)  # training speakers are none of flite's test speakers
 
 
