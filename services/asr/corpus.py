@@ -3,7 +3,8 @@
 Three engines, all Debian packages:
   * espeak-ng (formant synthesis; 8 English accents × ~100 voice variants), called in-process
     through libespeak-ng with ctypes: most of the training and validation sets, and the held-out
-    test set;
+    test set; 15 % of its training utterances are read by voices of six other languages from the
+    vocabulary respelt in their orthography (English with a foreign accent);
   * festival with the ked diphone voice (festvox-kdlpc16k, a US male speaker recorded for
     residual-excited LPC diphone synthesis): a share of the training and validation sets, each
     utterance with its own duration stretch, F0 mean and range, and a resampling "speaker warp"
@@ -70,6 +71,55 @@ CATALAN_SPELLING = {
     "delete": "dilít", "call": "col", "home": "jóum", "menu": "méniu", "louder": "làuder",
     "quieter": "cuaièter", "faster": "fàster", "slower": "slóuer",
 }
+
+ITALIAN_SPELLING = {
+    "zero": "zirou", "one": "uan", "two": "tu", "three": "tri", "four": "for", "five": "faiv", "six": "sics",
+    "seven": "seven", "eight": "eit", "nine": "nain", "oh": "ou", "yes": "ies", "no": "nou", "up": "ap",
+    "down": "daun", "left": "left", "right": "rait", "on": "on", "off": "of", "stop": "stop", "go": "gou",
+    "start": "start", "cancel": "chènsel", "back": "bec", "next": "necst", "open": "oupen", "close": "clous",
+    "play": "plei", "pause": "pos", "help": "elp", "repeat": "ripit", "select": "silect", "enter": "enter",
+    "delete": "dilit", "call": "col", "home": "oum", "menu": "meniu", "louder": "lauder",
+    "quieter": "cuaieter", "faster": "faster", "slower": "slouer",
+}
+SPANISH_SPELLING = {
+    "zero": "sírou", "one": "uan", "two": "tu", "three": "trí", "four": "for", "five": "fáif", "six": "siks",
+    "seven": "séven", "eight": "éit", "nine": "náin", "oh": "óu", "yes": "iés", "no": "nóu", "up": "ap",
+    "down": "dáun", "left": "left", "right": "ráit", "on": "on", "off": "of", "stop": "stop", "go": "góu",
+    "start": "start", "cancel": "kánsel", "back": "bak", "next": "nekst", "open": "óupen", "close": "klóus",
+    "play": "pléi", "pause": "pos", "help": "jelp", "repeat": "ripít", "select": "silékt", "enter": "énter",
+    "delete": "dilít", "call": "kol", "home": "jóum", "menu": "méniu", "louder": "láuder",
+    "quieter": "kuáieter", "faster": "fáster", "slower": "slóuer",
+}
+CZECH_SPELLING = {
+    "zero": "zírou", "one": "uan", "two": "tú", "three": "trí", "four": "fór", "five": "fajf", "six": "siks",
+    "seven": "sevn", "eight": "ejt", "nine": "najn", "oh": "ou", "yes": "jes", "no": "nou", "up": "ap",
+    "down": "daun", "left": "left", "right": "rajt", "on": "on", "off": "of", "stop": "stop", "go": "gou",
+    "start": "start", "cancel": "kensl", "back": "bek", "next": "nekst", "open": "oupn", "close": "klous",
+    "play": "plej", "pause": "póz", "help": "help", "repeat": "ripít", "select": "silekt", "enter": "entr",
+    "delete": "dilít", "call": "kól", "home": "houm", "menu": "menjú", "louder": "laudr",
+    "quieter": "kvajetr", "faster": "fástr", "slower": "slouer",
+}
+GERMAN_SPELLING = {
+    "zero": "sierou", "one": "wann", "two": "tuh", "three": "srih", "four": "fohr", "five": "feif", "six": "sicks",
+    "seven": "sewwen", "eight": "eit", "nine": "nein", "oh": "ou", "yes": "jess", "no": "nou", "up": "app",
+    "down": "daun", "left": "left", "right": "reit", "on": "onn", "off": "off", "stop": "stopp", "go": "gou",
+    "start": "start", "cancel": "kännsel", "back": "bäck", "next": "nekst", "open": "oupen", "close": "klous",
+    "play": "plei", "pause": "pohs", "help": "help", "repeat": "ripiet", "select": "selekt", "enter": "enter",
+    "delete": "diliet", "call": "kohl", "home": "houm", "menu": "menju", "louder": "lauder",
+    "quieter": "kwaieter", "faster": "faster", "slower": "slouer",
+}
+# espeak-ng voices of other languages reading the vocabulary in their own spelling: English with a foreign accent,
+# from the same formant synthesiser (and voice variants) as the held-out test voices
+FOREIGN_ACCENTS = {"ca": CATALAN_SPELLING, "es": SPANISH_SPELLING, "it": ITALIAN_SPELLING, "cs": CZECH_SPELLING,
+                   "sk": CZECH_SPELLING, "de": GERMAN_SPELLING}
+FOREIGN_SHARE = 0.15  # of the espeak-ng training and validation utterances
+
+
+def spoken(u: Utterance) -> str:
+    """The text the synthesiser reads for ``u``: its transcript, respelt for a voice of another language."""
+    spelling = FESTIVAL_VOICES[u.voice].spelling if u.engine == "festival" else \
+        FOREIGN_ACCENTS.get(u.voice.split("+")[0]) if u.engine == "espeak" else None
+    return " ".join(spelling[w] for w in u.text.split()) if spelling else u.text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,9 +251,8 @@ def festival_synth(utts: list[Utterance]) -> list[tuple[np.ndarray, int]]:
             if u.voice != voice:
                 voice = u.voice
                 lines.append(f"(voice_{voice})")
-            v = FESTIVAL_VOICES[voice]
-            text = " ".join(v.spelling[w] for w in u.text.split()) if v.spelling else u.text
-            if v.prosody:
+            text = spoken(u)
+            if FESTIVAL_VOICES[voice].prosody:
                 lines += [f"(Parameter.set 'Duration_Stretch {u.rate:.3f})",
                           f"(set! int_lr_params '((target_f0_mean {u.pitch:.1f}) (target_f0_std {u.pitch_range}) "
                           "(model_f0_mean 170) (model_f0_std 34)))"]
@@ -274,6 +323,8 @@ def plan(split: str, n: int, seed: int) -> list[Utterance]:
             if train:
                 category = "train"
                 accent, variant = rng.choice(vs["train_accents"]), rng.choice(vs["train_variants"])
+                if rng.random() < FOREIGN_SHARE:
+                    accent = rng.choice(sorted(FOREIGN_ACCENTS))
             else:
                 category = ("unseen_accent", "unseen_variant", "unseen_both")[i % 3]
                 accent = rng.choice(vs["test_accents"] if category != "unseen_variant" else vs["train_accents"])
@@ -368,7 +419,7 @@ def render(u: Utterance, bank: NoiseBank | None = None, synthesised: tuple[np.nd
     if synthesised is not None:
         x, rate = synthesised
     elif u.engine == "espeak":
-        x, rate = espeak().synth(u.text, u.voice, int(u.rate), int(u.pitch), u.pitch_range, u.gap), espeak().rate
+        x, rate = espeak().synth(spoken(u), u.voice, int(u.rate), int(u.pitch), u.pitch_range, u.gap), espeak().rate
     elif u.engine == "festival":
         x, rate = festival_synth([u])[0]
     else:
@@ -485,6 +536,7 @@ def plan_id(split: str, n: int, seed: int) -> str:
         # the training mix; the trailing number is its revision (bump it when the mix's ranges change)
         key["festival"] = [FESTIVAL_VOICE, FESTIVAL_SHARE, NARROWBAND_SHARE, NARROWBAND_RATES, ONA_VOICE, ONA_SHARE,
                            {k: v.warp for k, v in FESTIVAL_VOICES.items()}, 3]
+        key["foreign"] = [FOREIGN_SHARE, FOREIGN_ACCENTS]
     key = json.dumps(key, sort_keys=True)
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
