@@ -62,56 +62,57 @@ FESTIVAL_SHARE = 0.25  # of the training and validation utterances
 # Catalan: it reads the vocabulary spelt the Catalan way (English with a Catalan accent)
 ONA_VOICE = "upc_ca_ona_hts"
 ONA_SHARE = 0.3  # of the festival utterances
-CATALAN_SPELLING = {
-    "zero": "zírou", "one": "uan", "two": "tu", "three": "trí", "four": "for", "five": "fàiv", "six": "sics",
-    "seven": "séven", "eight": "eit", "nine": "nàin", "oh": "ou", "yes": "iés", "no": "nou", "up": "ap",
-    "down": "dàun", "left": "left", "right": "ràit", "on": "on", "off": "of", "stop": "stop", "go": "gou",
-    "start": "start", "cancel": "càncel", "back": "bac", "next": "necst", "open": "óupen", "close": "clous",
-    "play": "plei", "pause": "pos", "help": "jelp", "repeat": "ripít", "select": "silèct", "enter": "ènter",
-    "delete": "dilít", "call": "col", "home": "jóum", "menu": "méniu", "louder": "làuder",
-    "quieter": "cuaièter", "faster": "fàster", "slower": "slóuer",
-}
-
-ITALIAN_SPELLING = {
-    "zero": "zirou", "one": "uan", "two": "tu", "three": "tri", "four": "for", "five": "faiv", "six": "sics",
-    "seven": "seven", "eight": "eit", "nine": "nain", "oh": "ou", "yes": "ies", "no": "nou", "up": "ap",
-    "down": "daun", "left": "left", "right": "rait", "on": "on", "off": "of", "stop": "stop", "go": "gou",
-    "start": "start", "cancel": "chènsel", "back": "bec", "next": "necst", "open": "oupen", "close": "clous",
-    "play": "plei", "pause": "pos", "help": "elp", "repeat": "ripit", "select": "silect", "enter": "enter",
-    "delete": "dilit", "call": "col", "home": "oum", "menu": "meniu", "louder": "lauder",
-    "quieter": "cuaieter", "faster": "faster", "slower": "slouer",
-}
-SPANISH_SPELLING = {
-    "zero": "sírou", "one": "uan", "two": "tu", "three": "trí", "four": "for", "five": "fáif", "six": "siks",
-    "seven": "séven", "eight": "éit", "nine": "náin", "oh": "óu", "yes": "iés", "no": "nóu", "up": "ap",
-    "down": "dáun", "left": "left", "right": "ráit", "on": "on", "off": "of", "stop": "stop", "go": "góu",
-    "start": "start", "cancel": "kánsel", "back": "bak", "next": "nekst", "open": "óupen", "close": "klóus",
-    "play": "pléi", "pause": "pos", "help": "jelp", "repeat": "ripít", "select": "silékt", "enter": "énter",
-    "delete": "dilít", "call": "kol", "home": "jóum", "menu": "méniu", "louder": "láuder",
-    "quieter": "kuáieter", "faster": "fáster", "slower": "slóuer",
-}
-CZECH_SPELLING = {
-    "zero": "zírou", "one": "uan", "two": "tú", "three": "trí", "four": "fór", "five": "fajf", "six": "siks",
-    "seven": "sevn", "eight": "ejt", "nine": "najn", "oh": "ou", "yes": "jes", "no": "nou", "up": "ap",
-    "down": "daun", "left": "left", "right": "rajt", "on": "on", "off": "of", "stop": "stop", "go": "gou",
-    "start": "start", "cancel": "kensl", "back": "bek", "next": "nekst", "open": "oupn", "close": "klous",
-    "play": "plej", "pause": "póz", "help": "help", "repeat": "ripít", "select": "silekt", "enter": "entr",
-    "delete": "dilít", "call": "kól", "home": "houm", "menu": "menjú", "louder": "laudr",
-    "quieter": "kvajetr", "faster": "fástr", "slower": "slouer",
-}
-GERMAN_SPELLING = {
-    "zero": "sierou", "one": "wann", "two": "tuh", "three": "srih", "four": "fohr", "five": "feif", "six": "sicks",
-    "seven": "sewwen", "eight": "eit", "nine": "nein", "oh": "ou", "yes": "jess", "no": "nou", "up": "app",
-    "down": "daun", "left": "left", "right": "reit", "on": "onn", "off": "off", "stop": "stopp", "go": "gou",
-    "start": "start", "cancel": "kännsel", "back": "bäck", "next": "nekst", "open": "oupen", "close": "klous",
-    "play": "plei", "pause": "pohs", "help": "help", "repeat": "ripiet", "select": "selekt", "enter": "enter",
-    "delete": "diliet", "call": "kohl", "home": "houm", "menu": "menju", "louder": "lauder",
-    "quieter": "kwaieter", "faster": "faster", "slower": "slouer",
-}
+# The vocabulary respelt in other languages' orthographies, so that their voices read English with their accent
+# (ca: Catalan, es: Spanish, it: Italian, cs: Czech, de: German).
+_RESPELT = """
+word     ca        es        it        cs       de
+zero     zírou     sírou     zirou     zírou    sierou
+one      uan       uan       uan       uan      wann
+two      tu        tu        tu        tú       tuh
+three    trí       trí       tri       trí      srih
+four     for       for       for       fór      fohr
+five     fàiv      fáif      faiv      fajf     feif
+six      sics      siks      sics      siks     sicks
+seven    séven     séven     seven     sevn     sewwen
+eight    eit       éit       eit       ejt      eit
+nine     nàin      náin      nain      najn     nein
+oh       ou        óu        ou        ou       ou
+yes      iés       iés       ies       jes      jess
+no       nou       nóu       nou       nou      nou
+up       ap        ap        ap        ap       app
+down     dàun      dáun      daun      daun     daun
+left     left      left      left      left     left
+right    ràit      ráit      rait      rajt     reit
+on       on        on        on        on       onn
+off      of        of        of        of       off
+stop     stop      stop      stop      stop     stopp
+go       gou       góu       gou       gou      gou
+start    start     start     start     start    start
+cancel   càncel    kánsel    chènsel   kensl    kännsel
+back     bac       bak       bec       bek      bäck
+next     necst     nekst     necst     nekst    nekst
+open     óupen     óupen     oupen     oupn     oupen
+close    clous     klóus     clous     klous    klous
+play     plei      pléi      plei      plej     plei
+pause    pos       pos       pos       póz      pohs
+help     jelp      jelp      elp       help     help
+repeat   ripít     ripít     ripit     ripít    ripiet
+select   silèct    silékt    silect    silekt   selekt
+enter    ènter     énter     enter     entr     enter
+delete   dilít     dilít     dilit     dilít    diliet
+call     col       kol       col       kól      kohl
+home     jóum      jóum      oum       houm     houm
+menu     méniu     méniu     meniu     menjú    menju
+louder   làuder    láuder    lauder    laudr    lauder
+quieter  cuaièter  kuáieter  cuaieter  kvajetr  kwaieter
+faster   fàster    fáster    faster    fástr    faster
+slower   slóuer    slóuer    slouer    slouer   slouer
+"""
+_ROWS = [line.split() for line in _RESPELT.strip().splitlines()]
+SPELLINGS = {lang: {row[0]: row[i] for row in _ROWS[1:]} for i, lang in enumerate(_ROWS[0][1:], 1)}
 # espeak-ng voices of other languages reading the vocabulary in their own spelling: English with a foreign accent,
 # from the same formant synthesiser (and voice variants) as the held-out test voices
-FOREIGN_ACCENTS = {"ca": CATALAN_SPELLING, "es": SPANISH_SPELLING, "it": ITALIAN_SPELLING, "cs": CZECH_SPELLING,
-                   "sk": CZECH_SPELLING, "de": GERMAN_SPELLING}
+FOREIGN_ACCENTS = {**SPELLINGS, "sk": SPELLINGS["cs"]}  # Slovak reads the Czech respelling
 FOREIGN_SHARE = 0.15  # of the espeak-ng training and validation utterances
 
 
@@ -134,7 +135,7 @@ class FestivalVoice:
 
 FESTIVAL_VOICES = {
     FESTIVAL_VOICE: FestivalVoice("english", (0.85, 1.4), prosody=True),  # a man, up to a child-like voice
-    ONA_VOICE: FestivalVoice("catalan", (0.8, 1.15), CATALAN_SPELLING),  # a woman, down to a man-like voice
+    ONA_VOICE: FestivalVoice("catalan", (0.8, 1.15), SPELLINGS["ca"]),  # a woman, down to a man-like voice
 }
 NARROWBAND_SHARE = 0.15  # of the training and validation utterances: band-limited like an 8 or 11.025 kHz source
 NARROWBAND_RATES = (8000, 11025)
