@@ -118,8 +118,12 @@ FOREIGN_SHARE = 0.15  # of the espeak-ng training and validation utterances
 
 def spoken(u: Utterance) -> str:
     """The text the synthesiser reads for ``u``: its transcript, respelt for a voice of another language."""
-    spelling = FESTIVAL_VOICES[u.voice].spelling if u.engine == "festival" else \
-        FOREIGN_ACCENTS.get(u.voice.split("+")[0]) if u.engine == "espeak" else None
+    if u.engine == "festival":
+        spelling = FESTIVAL_VOICES[u.voice].spelling
+    elif u.engine == "espeak":
+        spelling = FOREIGN_ACCENTS.get(u.voice.partition("+")[0])
+    else:
+        spelling = None
     return " ".join(spelling[w] for w in u.text.split()) if spelling else u.text
 
 
