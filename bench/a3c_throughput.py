@@ -4,7 +4,7 @@
 
 1. raw env steps/s on one core (random actions, the same VecEnv the workers use);
 2. whole-system frames/s of a real A3C run (2 workers on this 2-core machine) and the
-   efficiency = system frames/s ÷ (raw frames/s × workers);
+   efficiency = system frames/s ÷ (raw frames/s × workers), with and without ``--pipeline``;
 3. the compute ceiling: one core's cost of the network per agent step (the rollout's batched
    forward passes + the unroll forward and backward over t_max × envs samples) next to the
    environment's cost per step → the best efficiency any design reaches when both share the core;
@@ -38,12 +38,13 @@ def raw_env_rate(env_id: str, n_envs: int, seconds: float) -> float:
     return steps / (time.monotonic() - t0)
 
 
-def system_rate(env_id: str, workers: int, frames: int, envs_per_worker: int) -> dict:
+def system_rate(env_id: str, workers: int, frames: int, envs_per_worker: int, pipeline: bool = False) -> dict:
     from services.a3c.train import TrainArgs, train
 
     with tempfile.TemporaryDirectory() as d:
         args = TrainArgs(env=env_id, workers=workers, max_frames=frames, run_dir=d, eval_every_frames=10**9,
-                         eval_episodes=1, envs_per_worker=envs_per_worker, checkpoint_every=10**9)
+                         eval_episodes=1, envs_per_worker=envs_per_worker, checkpoint_every=10**9,
+                         pipeline=pipeline)
         args.validate()
         res = train(args)
     return {"fps": res["fps"], "grads_per_s": res["grads_applied"] / res["train_s"], "train_s": res["train_s"],
@@ -117,7 +118,9 @@ def main() -> None:
     for env_id, frames in (("CartPole-v1", a.cartpole_frames), ("ALE/Pong-v5", a.pong_frames)):
         s = system_rate(env_id, a.workers, frames, envs_per_worker=8)
         s["efficiency"] = s["fps"] / (out["raw"][env_id] * a.workers)
-        out[env_id] = s
+        p = system_rate(env_id, a.workers, frames, envs_per_worker=8, pipeline=True)  # --pipeline
+        p["efficiency"] = p["fps"] / (out["raw"][env_id] * a.workers)
+        out[env_id] = {**s, "pipelined": p}
     per_worker = out["ALE/Pong-v5"]["grads_per_s"] / a.workers
     out["server_vs_16_workers"] = {
         "per_worker_grads_per_s": per_worker,

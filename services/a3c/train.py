@@ -88,6 +88,10 @@ class TrainArgs:
     """Add an LSTM cell (256) between trunk and heads."""
     clip_rewards: bool | None = None
     """Clip rewards to their sign (default: on for Atari, off otherwise)."""
+    pipeline: bool = False
+    """Async only: hand a returning worker the newest weights already requested from the server instead of
+    waiting for its own gradient to be applied, so it never idles through the server round trip
+    (staleness grows by about one update)."""
     max_staleness: int = 0
     """Bound on gradient staleness (server version − gradient version); 0 = unbounded."""
     stale_policy: Literal["drop", "scale"] = "drop"
@@ -116,6 +120,7 @@ class TrainArgs:
         require(self.ps_gpus >= 0, f"--ps-gpus must be >= 0 (got {self.ps_gpus})")
         require(self.worker_cpus >= 0, f"--worker-cpus must be >= 0 (got {self.worker_cpus})")
         require(self.max_staleness >= 0, f"--max-staleness must be >= 0 (got {self.max_staleness})")
+        require(not (self.pipeline and self.mode == "sync"), "--pipeline applies to --mode async only")
         require(self.eval_episodes >= 1, f"--eval-episodes must be >= 1 (got {self.eval_episodes})")
         require(self.max_grad_norm > 0, f"--max-grad-norm must be > 0 (got {self.max_grad_norm})")
         check_env_id(self.env)
@@ -288,8 +293,9 @@ class Driver:
                     weights = self._handle_failure(i, err) or weights
                     submit(i, weights)
                     continue
-                weights = self.ps.apply_gradients.remote(grad_ref, info)
-                submit(i, weights)
+                applied = self.ps.apply_gradients.remote(grad_ref, info)
+                submit(i, weights if a.pipeline else applied)
+                weights = applied
                 frames += info["frames"]
                 self._episodes(frames, info["episodes"])
             self._maybe_evaluate(frames, weights)

@@ -20,6 +20,7 @@ from tests.conftest import ray_job_submit, run_dojo
         (["--run-dir", "/proc/raydojo-cannot-write-here"], "is not writable"),
         (["--mode", "both"], "invalid choice 'both' for argument '--mode'"),
         (["--lr", "-1"], "--lr must be > 0"),
+        (["--mode", "sync", "--pipeline"], "--pipeline applies to --mode async only"),
         (["--max-minutes", "0"], "--max-minutes must be > 0 (got 0.0)"),
         (["--resume", "--run-dir", "{tmp}/empty"], "--resume: no checkpoint"),
     ],

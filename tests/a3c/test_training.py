@@ -121,6 +121,14 @@ def test_variants_run_end_to_end(ray_local, tmp_path, overrides):
     assert RunDir(str(tmp_path / "run")).exists("policy.pt")
 
 
+def test_pipelined_workers_never_wait_for_their_own_update(ray_local, tmp_path):
+    """--pipeline: a returning worker gets the weights requested before its own gradient was applied, so
+    with two workers each gradient is two updates old when it lands (one without --pipeline)."""
+    res = train(_args(tmp_path, target_return=None, max_frames=20_000, eval_every_frames=10**9, pipeline=True))
+    assert res["frames"] >= 20_000 and res["grads_applied"] > 0
+    assert res["staleness_mean"] > 1.5 and res["staleness_max"] >= 2, res
+
+
 def test_staleness_bound_drops_old_gradients(ray_local, tmp_path):
     res = train(_args(tmp_path, target_return=None, max_frames=20_000, workers=3, worker_cpus=0.5,
                       max_staleness=1, eval_every_frames=10**9, eval_episodes=2))
