@@ -192,6 +192,56 @@ class _Espeak:
         return wav.astype(np.float32) / 32768.0
 
 
+class SynthesisCrash(RuntimeError):
+    """A synthesiser's C library crashed (in a child process, so the caller survived)."""
+
+
+def isolated(fn, *args) -> np.ndarray:
+    """``fn(*args)`` (a float32 array) computed in a forked child, so that a crash in a C library raises
+    ``SynthesisCrash`` here instead of killing this process. About 16 ms a call in a process with torch loaded."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: compute, write length + bytes, exit without running any cleanup
+        try:
+            os.close(r)
+            data = memoryview(np.ascontiguousarray(fn(*args), np.float32).tobytes())
+            os.write(w, len(data).to_bytes(8, "little"))
+            while data:
+                data = data[os.write(w, data):]
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        head = f.read(8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else -1
+        data = f.read(n) if n >= 0 else b""
+    _, status = os.waitpid(pid, 0)
+    if n < 0 or len(data) != n or os.WIFSIGNALED(status):
+        raise SynthesisCrash(f"{getattr(fn, '__qualname__', fn)}{args!r} crashed"
+                             f" (signal {os.WTERMSIG(status) if os.WIFSIGNALED(status) else 'none'})")
+    return np.frombuffer(data, np.float32).copy()
+
+
+def espeak_synth(u: Utterance, isolate: bool = False) -> np.ndarray:
+    """An espeak-ng utterance's samples at ``espeak().rate``.
+
+    libespeak-ng 1.51 segfaults on some prosody settings, e.g. the ``Demonic`` and ``rob`` variants with a low pitch
+    and a pitch range near 90 (voice ``en-us-nyc+Demonic``, "four oh seven one", rate 175, pitch 15, range 86, word
+    gap 8). With ``isolate`` every call runs in a child process and a crashing one is synthesised again with its
+    pitch range halved towards 20 (deterministically), so a corpus never fails on such an utterance."""
+    pitch_range = u.pitch_range
+    if not isolate:
+        return espeak().synth(spoken(u), u.voice, int(u.rate), int(u.pitch), pitch_range, u.gap)
+    for _ in range(4):
+        try:
+            return isolated(espeak().synth, spoken(u), u.voice, int(u.rate), int(u.pitch), pitch_range, u.gap)
+        except SynthesisCrash:
+            log.warning("asr data: espeak-ng crashed on %s %r (pitch %d, range %d); range %d instead", u.voice,
+                        spoken(u), int(u.pitch), pitch_range, 20 + (pitch_range - 20) // 2)
+            pitch_range = 20 + (pitch_range - 20) // 2
+    raise SynthesisCrash(f"espeak-ng crashes on voice {u.voice!r} reading {spoken(u)!r} at every pitch range tried")
+
+
 _ESPEAK: _Espeak | None = None
 
 
@@ -417,14 +467,15 @@ class NoiseBank:
         return x.astype(np.float32)
 
 
-def render(u: Utterance, bank: NoiseBank | None = None, synthesised: tuple[np.ndarray, int] | None = None
-           ) -> np.ndarray:
-    """Utterance -> 16 kHz mono float32 waveform (``synthesised``: the engine's output, when rendered already)."""
+def render(u: Utterance, bank: NoiseBank | None = None, synthesised: tuple[np.ndarray, int] | None = None,
+           isolate: bool = False) -> np.ndarray:
+    """Utterance -> 16 kHz mono float32 waveform (``synthesised``: the engine's output, when rendered already;
+    ``isolate``: espeak-ng runs in a child process, see ``espeak_synth``)."""
     rng = np.random.default_rng(u.seed)
     if synthesised is not None:
         x, rate = synthesised
     elif u.engine == "espeak":
-        x, rate = espeak().synth(spoken(u), u.voice, int(u.rate), int(u.pitch), u.pitch_range, u.gap), espeak().rate
+        x, rate = espeak_synth(u, isolate), espeak().rate
     elif u.engine == "festival":
         x, rate = festival_synth([u])[0]
     else:
@@ -450,8 +501,9 @@ def render(u: Utterance, bank: NoiseBank | None = None, synthesised: tuple[np.nd
     return x.astype(np.float32)
 
 
-def render_shard(utts: list[Utterance], shard_seed: int) -> dict[str, np.ndarray]:
-    """Render and featurise a shard (a Ray task body): packed float16 log-mel features + lengths."""
+def render_shard(utts: list[Utterance], shard_seed: int, isolate: bool = False) -> dict[str, np.ndarray]:
+    """Render and featurise a shard (a Ray task body): packed float16 log-mel features + lengths. ``isolate``: every
+    espeak-ng call in a child process (the retry of a shard whose worker crashed)."""
     import torch
 
     from services.asr.features import log_mel
@@ -462,7 +514,7 @@ def render_shard(utts: list[Utterance], shard_seed: int) -> dict[str, np.ndarray
     synthesised = dict(zip(fest, festival_synth([utts[i] for i in fest]), strict=True)) if fest else {}
     feats, lengths, durations = [], [], []
     for i, u in enumerate(utts):
-        x = render(u, bank, synthesised.get(i))
+        x = render(u, bank, synthesised.get(i), isolate)
         f = log_mel(x).numpy().astype(np.float16)
         feats.append(f)
         lengths.append(len(f))
@@ -511,17 +563,27 @@ def build(utts: list[Utterance], workers: int, seed: int, shard_size: int = 250)
     import ray
 
     shards = [utts[i:i + shard_size] for i in range(0, len(utts), shard_size)]
-    task = ray.remote(num_cpus=1)(render_shard)
+    # A crash of libespeak-ng kills the task's worker: that shard is rendered again with every espeak-ng call in a
+    # child process (``espeak_synth``), which survives the crash and tames the utterance that caused it.
+    task = ray.remote(num_cpus=1, max_retries=0)(render_shard)
     pending, results = {}, {}
-    todo = list(enumerate(shards))
+    todo = [(i, shard, False) for i, shard in enumerate(shards)]
     with Progress("asr data", total=len(utts), unit="utterances") as bar:
         while todo or pending:
             while todo and len(pending) < workers:
-                i, shard = todo.pop(0)
-                pending[task.remote(shard, seed * 100_003 + i)] = i
+                i, shard, isolate = todo.pop(0)
+                pending[task.remote(shard, seed * 100_003 + i, isolate)] = (i, isolate)
             ready, _ = ray.wait(list(pending), num_returns=1)
-            i = pending.pop(ready[0])
-            results[i] = ray.get(ready[0])
+            i, isolate = pending.pop(ready[0])
+            try:
+                results[i] = ray.get(ready[0])
+            except ray.exceptions.WorkerCrashedError:
+                if isolate:
+                    raise
+                log.warning("asr data: shard %d crashed its worker (libespeak-ng); rendering it again with each "
+                            "espeak-ng call in a child process", i)
+                todo.insert(0, (i, shards[i], True))
+                continue
             bar.update(sum(len(shards[j]) for j in results))
     parts = [results[i] for i in range(len(shards))]
     lengths = np.concatenate([p["lengths"] for p in parts]) if parts else np.zeros(0, np.int64)
