@@ -116,11 +116,11 @@ def main() -> None:
     ray.init(num_cpus=max(2, a.workers), include_dashboard=False, logging_level="ERROR")
     out["server"] = server_apply_cost()
     for env_id, frames in (("CartPole-v1", a.cartpole_frames), ("ALE/Pong-v5", a.pong_frames)):
-        s = system_rate(env_id, a.workers, frames, envs_per_worker=8)
-        s["efficiency"] = s["fps"] / (out["raw"][env_id] * a.workers)
-        p = system_rate(env_id, a.workers, frames, envs_per_worker=8, pipeline=True)  # --pipeline
-        p["efficiency"] = p["fps"] / (out["raw"][env_id] * a.workers)
-        out[env_id] = {**s, "pipelined": p}
+        runs = {pipeline: system_rate(env_id, a.workers, frames, envs_per_worker=8, pipeline=pipeline)
+                for pipeline in (False, True)}
+        for r in runs.values():
+            r["efficiency"] = r["fps"] / (out["raw"][env_id] * a.workers)
+        out[env_id] = {**runs[False], "pipelined": runs[True]}  # the plain run's keys as before
     per_worker = out["ALE/Pong-v5"]["grads_per_s"] / a.workers
     out["server_vs_16_workers"] = {
         "per_worker_grads_per_s": per_worker,

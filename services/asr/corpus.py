@@ -229,17 +229,18 @@ def espeak_synth(u: Utterance, isolate: bool = False) -> np.ndarray:
     and a pitch range near 90 (voice ``en-us-nyc+Demonic``, "four oh seven one", rate 175, pitch 15, range 86, word
     gap 8). With ``isolate`` every call runs in a child process and a crashing one is synthesised again with its
     pitch range halved towards 20 (deterministically), so a corpus never fails on such an utterance."""
-    pitch_range = u.pitch_range
+    text, rate, pitch, pitch_range = spoken(u), int(u.rate), int(u.pitch), u.pitch_range
     if not isolate:
-        return espeak().synth(spoken(u), u.voice, int(u.rate), int(u.pitch), pitch_range, u.gap)
+        return espeak().synth(text, u.voice, rate, pitch, pitch_range, u.gap)
     for _ in range(4):
         try:
-            return isolated(espeak().synth, spoken(u), u.voice, int(u.rate), int(u.pitch), pitch_range, u.gap)
+            return isolated(espeak().synth, text, u.voice, rate, pitch, pitch_range, u.gap)
         except SynthesisCrash:
+            tamer = 20 + (pitch_range - 20) // 2
             log.warning("asr data: espeak-ng crashed on %s %r (pitch %d, range %d); range %d instead", u.voice,
-                        spoken(u), int(u.pitch), pitch_range, 20 + (pitch_range - 20) // 2)
-            pitch_range = 20 + (pitch_range - 20) // 2
-    raise SynthesisCrash(f"espeak-ng crashes on voice {u.voice!r} reading {spoken(u)!r} at every pitch range tried")
+                        text, pitch, pitch_range, tamer)
+            pitch_range = tamer
+    raise SynthesisCrash(f"espeak-ng crashes on voice {u.voice!r} reading {text!r} at every pitch range tried")
 
 
 _ESPEAK: _Espeak | None = None
@@ -567,12 +568,12 @@ def build(utts: list[Utterance], workers: int, seed: int, shard_size: int = 250)
     # child process (``espeak_synth``), which survives the crash and tames the utterance that caused it.
     task = ray.remote(num_cpus=1, max_retries=0)(render_shard)
     pending, results = {}, {}
-    todo = [(i, shard, False) for i, shard in enumerate(shards)]
+    todo = [(i, False) for i in range(len(shards))]  # (shard, isolate)
     with Progress("asr data", total=len(utts), unit="utterances") as bar:
         while todo or pending:
             while todo and len(pending) < workers:
-                i, shard, isolate = todo.pop(0)
-                pending[task.remote(shard, seed * 100_003 + i, isolate)] = (i, isolate)
+                i, isolate = todo.pop(0)
+                pending[task.remote(shards[i], seed * 100_003 + i, isolate)] = (i, isolate)
             ready, _ = ray.wait(list(pending), num_returns=1)
             i, isolate = pending.pop(ready[0])
             try:
@@ -582,7 +583,7 @@ def build(utts: list[Utterance], workers: int, seed: int, shard_size: int = 250)
                     raise
                 log.warning("asr data: shard %d crashed its worker (libespeak-ng); rendering it again with each "
                             "espeak-ng call in a child process", i)
-                todo.insert(0, (i, shards[i], True))
+                todo.insert(0, (i, True))
                 continue
             bar.update(sum(len(shards[j]) for j in results))
     parts = [results[i] for i in range(len(shards))]
