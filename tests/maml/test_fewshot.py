@@ -50,6 +50,7 @@ SLOW = {1: 3000, 5: 2000}  # meta-iterations per shot setting
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # a 5-shot run with its baselines and 600 scored tasks takes 16-20 min (pytest's default: 900 s)
 @pytest.mark.parametrize("shots", [1, 5])
 @pytest.mark.parametrize("algo", ["maml", "reptile"])
 def test_fewshot_5way_beats_both_baselines(tmp_path, glyph_cache, algo, shots):
