@@ -2,7 +2,8 @@
 
 Writes (merges into) ``result.json`` of the run-dir: wer_greedy, wer_beam, cer_greedy, cer_beam
 on the espeak-ng voices held out of training, their break-down by category, wer_other_synth
-(greedy) and wer_other_synth_beam on flite voices, rtf (real-time factor of features + network
+(greedy) and wer_other_synth_beam on flite voices, the greedy WER of both sets by recording condition
+(``wer_greedy_clean`` … ``wer_other_synth_reverb``, drawn as ``eval_conditions.png``), rtf (real-time factor of features + network
 + greedy decoding on one CPU thread, one utterance at a time) and n_utterances.
 ``wer_beam`` is the vocabulary-constrained prefix beam search (grammar "all").
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import time
 from typing import Any
 
@@ -82,6 +84,57 @@ def decode_split(model: CTCModel, split: corpus.Split, beam: int) -> dict[str, l
     return out
 
 
+CONDITIONS = ("clean", *corpus.NOISES, "reverb")
+
+
+def conditions(split: str, texts: list[str], seed: int) -> dict[str, list[int]]:
+    """Utterance indices of ``split`` by recording condition: ``clean`` (no noise, no reverberation), each noise kind,
+    and ``reverb`` (with reverberation, noisy or not). The conditions come from the split's (deterministic) plan."""
+    plan = corpus.plan(split, len(texts), seed)
+    if [u.text for u in plan] != texts:
+        raise RuntimeError(f"the cached {split} split does not match its plan (seed {seed}): render it again")
+    out: dict[str, list[int]] = {c: [] for c in CONDITIONS}
+    for i, u in enumerate(plan):
+        if not u.noise and not u.rt60:
+            out["clean"].append(i)
+        if u.noise:
+            out[u.noise].append(i)
+        if u.rt60:
+            out["reverb"].append(i)
+    return out
+
+
+def wer_by_condition(prefix: str, split: str, refs: list[str], hyps: list[str], seed: int) -> dict[str, float]:
+    """``{prefix}_{condition}``: the greedy WER of each recording condition (NaN where none)."""
+    return {f"{prefix}_{c}": word_error_rate([refs[i] for i in idx], [hyps[i] for i in idx]) if idx else float("nan")
+            for c, idx in conditions(split, refs, seed).items()}
+
+
+def plot_conditions(res: dict[str, Any]) -> bytes:
+    """Bar chart of the greedy WER by condition, held-out espeak-ng voices next to flite."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = np.arange(len(CONDITIONS))
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    for k, (prefix, label) in enumerate((("wer_greedy", "held-out espeak-ng voices"),
+                                         ("wer_other_synth", "flite (other synthesiser)"))):
+        vals = [100 * res.get(f"{prefix}_{c}", float("nan")) for c in CONDITIONS]
+        bars = ax.bar(x + (k - 0.5) * 0.4, vals, 0.4, label=f"{label}: {100 * res.get(prefix, float('nan')):.1f} % overall")
+        ax.bar_label(bars, fmt="%.1f", fontsize=7)
+    ax.set_xticks(x, CONDITIONS)
+    ax.set_ylabel("WER, greedy (%)")
+    ax.set_title("Word error rate by recording condition")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
 def real_time_factor(model: CTCModel, split: corpus.Split, n: int) -> float:
     """(features-normalisation + network + greedy decoding time) / audio time, one thread, batch 1.
 
@@ -132,6 +185,7 @@ def evaluate(args: EvalArgs) -> dict[str, Any]:
     for cat in ("unseen_accent", "unseen_variant", "unseen_both"):
         idx = [i for i, c in enumerate(test.categories) if c == cat]
         res[f"wer_greedy_{cat}"] = word_error_rate([test.texts[i] for i in idx], [hyp["greedy"][i] for i in idx])
+    res.update(wer_by_condition("wer_greedy", "test", test.texts, hyp["greedy"], seed))
     if "other" in data:
         other = data["other"]
         oh = decode_split(model, other, args.beam)
@@ -139,6 +193,7 @@ def evaluate(args: EvalArgs) -> dict[str, Any]:
         res["wer_other_synth_beam"] = word_error_rate(other.texts, oh["beam"])
         res["cer_other_synth"] = char_error_rate(other.texts, oh["greedy"])
         res["n_other_synth"] = len(other)
+        res.update(wer_by_condition("wer_other_synth", "other", other.texts, oh["greedy"], seed))
     else:
         res.update(wer_other_synth=float("nan"), wer_other_synth_beam=float("nan"), cer_other_synth=float("nan"),
                    n_other_synth=0)
@@ -147,6 +202,7 @@ def evaluate(args: EvalArgs) -> dict[str, Any]:
     merged = run_dir.read_json("result.json") if run_dir.exists("result.json") else {}
     merged.update(res)
     run_dir.write_json("result.json", merged)
+    run_dir.write_bytes("eval_conditions.png", plot_conditions(res))
     errors = [(r, h) for r, h in zip(test.texts, hyp["greedy"], strict=True) if r != h][:10]
     log.info("asr eval: some greedy errors (reference -> hypothesis): %s", errors)
     log.info("asr eval: %s", {k: round(v, 4) if isinstance(v, float) else v for k, v in res.items()})

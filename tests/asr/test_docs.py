@@ -50,5 +50,7 @@ def test_documented_dojo_commands_run(tmp_path):
     small = json.loads((tmp_path / "runs" / "asr-small" / "result.json").read_text())
     assert small["epochs"] == 3 and {"wer_greedy", "wer_beam", "cer_greedy", "cer_beam", "wer_other_synth", "rtf",
                                      "n_utterances"} <= set(small)
-    assert json.loads((tmp_path / "runs" / "asr-eval" / "result.json").read_text())["n_utterances"] == 6
+    ev = json.loads((tmp_path / "runs" / "asr-eval" / "result.json").read_text())
+    assert ev["n_utterances"] == 6 and {"wer_greedy_clean", "wer_greedy_reverb", "wer_other_synth_babble"} <= set(ev)
+    assert (tmp_path / "runs" / "asr-eval" / "eval_conditions.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((tmp_path / "runs" / "asr-data" / "data" / "manifest.json").read_text())["train"]["n"] == 8
