@@ -194,7 +194,11 @@ def run_sweep(spec: SweepSpec, sweep_args: Any, run_dir: RunDir, resume: bool) -
                 name=EXPERIMENT,
                 storage_path=run_dir.root if run_dir.is_local else run_dir.uri,
                 storage_filesystem=None,
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                # 2, not 1: Tune deletes a trial's older checkpoints when it registers a new one and snapshots the
+                # experiment state just after; a sweep killed in between resumes from a snapshot that names the
+                # previous checkpoint, which must still exist (seen: "Could not recover from checkpoint as it does
+                # not exist on storage anymore" after a SIGKILL in tests/sweeps/test_gan_sweep.py).
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                 failure_config=tune.FailureConfig(max_failures=1),
                 callbacks=callbacks,
                 verbose=1,

@@ -19,17 +19,20 @@ EVAL = ["asr", "eval"]
 FRESH = ["--seed", "7", "--n-test", "450", "--n-other", "240"]
 # The bars are WER <= 5 % greedy on held-out voices and <= 20 % on flite. NOT MET yet: the
 # 13-minute recipe measures 5.6 % greedy / 3.0 % beam (grammar-constrained) on held-out voices and
-# 23.4 % greedy / 17.6 % beam on flite (committed model, seed 7, 450 + 240 utterances), and 6.1 % /
-# 4.3 % / 25.4 % on the seed-0 sets (600 + 300) it was trained next to (docs/asr.md "Results"). Runs of
+# 23.4 % greedy / 17.0 % beam on flite (committed model, seed 7, 450 + 240 utterances), and 6.1 % /
+# 4.5 % / 25.4 % on the seed-0 sets (600 + 300) it was trained next to (docs/asr.md "Results"). Runs of
 # the same recipe differ by about 0.5-1 point held-out and 1-3 on flite. These thresholds guard what exists
-# against regressions; tighten them when the recipe improves.
+# against regressions; tighten them when the recipe improves. On the clean part of the held-out set (no
+# noise, no reverberation: 3.8 % and 2.8 %) the 5 % bar holds, and is asserted.
 WER_GREEDY_HELD_OUT = 0.08
+WER_GREEDY_HELD_OUT_CLEAN = 0.05
 WER_BEAM_HELD_OUT = 0.055
 WER_OTHER_SYNTH = 0.30
 
 
 def check(res: dict) -> None:
     assert res["wer_greedy"] <= WER_GREEDY_HELD_OUT, res
+    assert res["wer_greedy_clean"] <= WER_GREEDY_HELD_OUT_CLEAN, res
     assert res["wer_beam"] <= WER_BEAM_HELD_OUT, res
     assert res["wer_other_synth"] <= WER_OTHER_SYNTH, res
     # confidence means something: right transcripts score higher than wrong ones
