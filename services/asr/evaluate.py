@@ -2,9 +2,10 @@
 
 Writes (merges into) ``result.json`` of the run-dir: wer_greedy, wer_beam, cer_greedy, cer_beam
 on the espeak-ng voices held out of training, their break-down by category, wer_other_synth
-(greedy) and wer_other_synth_beam on flite voices, the greedy WER of both sets by recording condition
-(``wer_greedy_clean`` … ``wer_other_synth_reverb``, drawn as ``eval_conditions.png``), rtf (real-time factor of features + network
-+ greedy decoding on one CPU thread, one utterance at a time) and n_utterances.
+(greedy) and wer_other_synth_beam on flite voices, the greedy WER of both sets by recording
+condition (``wer_greedy_clean`` … ``wer_other_synth_reverb``, drawn as ``eval_conditions.png``),
+rtf (real-time factor of features + network + greedy decoding on one CPU thread, one utterance at
+a time) and n_utterances.
 ``wer_beam`` is the vocabulary-constrained prefix beam search (grammar "all").
 """
 
@@ -104,10 +105,10 @@ def conditions(split: str, texts: list[str], seed: int) -> dict[str, list[int]]:
     return out
 
 
-def wer_by_condition(prefix: str, split: str, refs: list[str], hyps: list[str], seed: int) -> dict[str, float]:
-    """``{prefix}_{condition}``: the greedy WER of each recording condition (NaN where none)."""
-    return {f"{prefix}_{c}": word_error_rate([refs[i] for i in idx], [hyps[i] for i in idx]) if idx else float("nan")
-            for c, idx in conditions(split, refs, seed).items()}
+def subset_wers(prefix: str, groups: dict[str, list[int]], refs: list[str], hyps: list[str]) -> dict[str, float]:
+    """``{prefix}_{group}``: the WER of each group of utterance indices (NaN for an empty group)."""
+    return {f"{prefix}_{name}": word_error_rate([refs[i] for i in idx], [hyps[i] for i in idx]) if idx
+            else float("nan") for name, idx in groups.items()}
 
 
 def plot_conditions(res: dict[str, Any]) -> bytes:
@@ -122,7 +123,8 @@ def plot_conditions(res: dict[str, Any]) -> bytes:
     for k, (prefix, label) in enumerate((("wer_greedy", "held-out espeak-ng voices"),
                                          ("wer_other_synth", "flite (other synthesiser)"))):
         vals = [100 * res.get(f"{prefix}_{c}", float("nan")) for c in CONDITIONS]
-        bars = ax.bar(x + (k - 0.5) * 0.4, vals, 0.4, label=f"{label}: {100 * res.get(prefix, float('nan')):.1f} % overall")
+        overall = 100 * res.get(prefix, float("nan"))
+        bars = ax.bar(x + (k - 0.5) * 0.4, vals, 0.4, label=f"{label}: {overall:.1f} % overall")
         ax.bar_label(bars, fmt="%.1f", fontsize=7)
     ax.set_xticks(x, CONDITIONS)
     ax.set_ylabel("WER, greedy (%)")
@@ -182,10 +184,10 @@ def evaluate(args: EvalArgs) -> dict[str, Any]:
         "eval_seed": seed,
         "model_sha256": hashlib.sha256(blob).hexdigest()[:16],
     }
-    for cat in ("unseen_accent", "unseen_variant", "unseen_both"):
-        idx = [i for i, c in enumerate(test.categories) if c == cat]
-        res[f"wer_greedy_{cat}"] = word_error_rate([test.texts[i] for i in idx], [hyp["greedy"][i] for i in idx])
-    res.update(wer_by_condition("wer_greedy", "test", test.texts, hyp["greedy"], seed))
+    categories = {cat: [i for i, c in enumerate(test.categories) if c == cat]
+                  for cat in ("unseen_accent", "unseen_variant", "unseen_both")}
+    res.update(subset_wers("wer_greedy", categories, test.texts, hyp["greedy"]))
+    res.update(subset_wers("wer_greedy", conditions("test", test.texts, seed), test.texts, hyp["greedy"]))
     if "other" in data:
         other = data["other"]
         oh = decode_split(model, other, args.beam)
@@ -193,7 +195,7 @@ def evaluate(args: EvalArgs) -> dict[str, Any]:
         res["wer_other_synth_beam"] = word_error_rate(other.texts, oh["beam"])
         res["cer_other_synth"] = char_error_rate(other.texts, oh["greedy"])
         res["n_other_synth"] = len(other)
-        res.update(wer_by_condition("wer_other_synth", "other", other.texts, oh["greedy"], seed))
+        res.update(subset_wers("wer_other_synth", conditions("other", other.texts, seed), other.texts, oh["greedy"]))
     else:
         res.update(wer_other_synth=float("nan"), wer_other_synth_beam=float("nan"), cer_other_synth=float("nan"),
                    n_other_synth=0)

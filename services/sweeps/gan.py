@@ -209,7 +209,7 @@ def _pbt(a: SweepArgs, spec, run_dir: RunDir) -> None:
     from ray import tune
     from ray.tune.search import BasicVariantGenerator
 
-    from services.sweeps.tune_runner import EXPERIMENT, experiment_path
+    from services.sweeps.tune_runner import EXPERIMENT, KEEP_CHECKPOINTS, experiment_path
 
     fn = tune.with_resources(spec.trainable, {"cpu": a.cpus_per_trial, "gpu": a.gpus_per_trial})
     if a.resume:
@@ -219,7 +219,8 @@ def _pbt(a: SweepArgs, spec, run_dir: RunDir) -> None:
             metric=spec.metric, mode=spec.mode, num_samples=a.num_samples, scheduler=_scheduler(a, spec.metric, spec.mode),
             max_concurrent_trials=a.max_concurrent or None, search_alg=BasicVariantGenerator(random_state=a.seed)),
             run_config=tune.RunConfig(name=EXPERIMENT, storage_path=run_dir.root,
-                                      checkpoint_config=tune.CheckpointConfig(num_to_keep=2), verbose=1))
+                                      checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
+                                      verbose=1))
     tuner.fit()
 
 

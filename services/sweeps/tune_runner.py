@@ -43,6 +43,11 @@ T = TypeVar("T")
 
 EXPERIMENT = "tune"  # <run-dir>/tune holds Tune's experiment state, trials and checkpoints
 STATE_FILE = "state.pt"
+# Checkpoints kept per trial: 2, not 1. Tune deletes a trial's older checkpoints when it registers a new one and
+# snapshots the experiment state just after; a sweep killed in between resumes from a snapshot that names the
+# previous checkpoint, which must still exist (with 1: "Could not recover from checkpoint as it does not exist on
+# storage anymore" after a SIGKILL in tests/sweeps/test_gan_sweep.py).
+KEEP_CHECKPOINTS = 2
 
 
 
@@ -194,11 +199,7 @@ def run_sweep(spec: SweepSpec, sweep_args: Any, run_dir: RunDir, resume: bool) -
                 name=EXPERIMENT,
                 storage_path=run_dir.root if run_dir.is_local else run_dir.uri,
                 storage_filesystem=None,
-                # 2, not 1: Tune deletes a trial's older checkpoints when it registers a new one and snapshots the
-                # experiment state just after; a sweep killed in between resumes from a snapshot that names the
-                # previous checkpoint, which must still exist (seen: "Could not recover from checkpoint as it does
-                # not exist on storage anymore" after a SIGKILL in tests/sweeps/test_gan_sweep.py).
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
                 failure_config=tune.FailureConfig(max_failures=1),
                 callbacks=callbacks,
                 verbose=1,

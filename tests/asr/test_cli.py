@@ -195,12 +195,12 @@ def test_a_shard_that_crashes_its_ray_worker_is_rendered_again(ray_local):
     assert split.lengths.min() > 30 and np.isfinite(split.feats.astype(np.float32)).all()
 
 
-def test_wer_by_condition_splits_the_test_set_by_its_plan():
+def test_conditions_split_the_test_set_by_its_plan():
     """`dojo asr eval`'s break-down: every utterance is clean or has one noise kind; reverb cuts across; each
     condition's WER is the WER of exactly its utterances (checked against a per-utterance count)."""
     import jiwer
 
-    from services.asr.evaluate import CONDITIONS, conditions, wer_by_condition
+    from services.asr.evaluate import CONDITIONS, conditions, subset_wers
 
     plan = corpus.plan("test", 60, seed=5)
     refs = [u.text for u in plan]
@@ -210,7 +210,7 @@ def test_wer_by_condition_splits_the_test_set_by_its_plan():
     assert sorted(groups["clean"] + noisy + [i for i in groups["reverb"] if not plan[i].noise]) == list(range(60))
     assert all(plan[i].rt60 > 0 for i in groups["reverb"]) and not set(groups["clean"]) & set(groups["reverb"])
     hyps = [r if i % 3 else "oh " + r for i, r in enumerate(refs)]  # one insertion in every third utterance
-    res = wer_by_condition("wer_greedy", "test", refs, hyps, 5)
+    res = subset_wers("wer_greedy", groups, refs, hyps)
     for c, idx in groups.items():
         if idx:
             errors = sum(jiwer.process_words(refs[i], hyps[i]).insertions for i in idx)
