@@ -38,17 +38,18 @@ def raw_env_rate(env_id: str, n_envs: int, seconds: float) -> float:
     return steps / (time.monotonic() - t0)
 
 
-def system_rate(env_id: str, workers: int, frames: int, envs_per_worker: int, pipeline: bool = False) -> dict:
+def system_rate(env_id: str, workers: int, frames: int, envs_per_worker: int, pipeline: bool = False,
+                ps_gpus: float = 0.0) -> dict:
     from services.a3c.train import TrainArgs, train
 
     with tempfile.TemporaryDirectory() as d:
         args = TrainArgs(env=env_id, workers=workers, max_frames=frames, run_dir=d, eval_every_frames=10**9,
                          eval_episodes=1, envs_per_worker=envs_per_worker, checkpoint_every=10**9,
-                         pipeline=pipeline)
+                         pipeline=pipeline, ps_gpus=ps_gpus)
         args.validate()
         res = train(args)
     return {"fps": res["fps"], "grads_per_s": res["grads_applied"] / res["train_s"], "train_s": res["train_s"],
-            "staleness_mean": res["staleness_mean"]}
+            "staleness_mean": res["staleness_mean"], "ps_device": res["ps_device"]}
 
 
 def network_cost_per_step(env_id: str, n_envs: int = 8, t_max: int = 5, reps: int = 20) -> dict:
@@ -74,12 +75,12 @@ def network_cost_per_step(env_id: str, n_envs: int = 8, t_max: int = 5, reps: in
     return {"network_s_per_step": per_step, "n_params": sum(p.numel() for p in model.parameters())}
 
 
-def server_apply_cost(n: int = 200) -> dict:
+def server_apply_cost(n: int = 200, ps_gpus: float = 0.0) -> dict:
     from services.a3c.server import ParameterServer
     from services.a3c.train import TrainArgs
 
     with tempfile.TemporaryDirectory() as d:
-        args = TrainArgs(env="ALE/Pong-v5", run_dir=d, checkpoint_every=10**9)
+        args = TrainArgs(env="ALE/Pong-v5", run_dir=d, checkpoint_every=10**9, ps_gpus=ps_gpus)
         args.validate()
         ps = ParameterServer(args, "bench", resume=False)
         n_params = sum(p.numel() for p in ps.model.parameters())
@@ -92,7 +93,7 @@ def server_apply_cost(n: int = 200) -> dict:
         for _ in range(n):
             ps.apply_gradients(g, dict(info, version=ps.version))
         per = (time.monotonic() - t0) / n
-    return {"params": n_params, "apply_ms": per * 1e3, "applies_per_s": 1.0 / per}
+    return {"params": n_params, "apply_ms": per * 1e3, "applies_per_s": 1.0 / per, "device": str(ps.device)}
 
 
 def main() -> None:
@@ -101,6 +102,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--cartpole-frames", type=int, default=150_000)
     ap.add_argument("--pong-frames", type=int, default=40_000)
+    ap.add_argument("--ps-gpus", type=float, default=0.0, help="GPUs of the parameter server (0 = on a CPU)")
     a = ap.parse_args()
     torch.set_num_threads(1)
     out: dict = {}
@@ -114,9 +116,10 @@ def main() -> None:
         net["ceiling_efficiency"] = env_s / (env_s + net["network_s_per_step"])
         out.setdefault("ceiling", {})[env_id] = net
     ray.init(num_cpus=max(2, a.workers), include_dashboard=False, logging_level="ERROR")
-    out["server"] = server_apply_cost()
+    out["server"] = server_apply_cost(ps_gpus=a.ps_gpus)
     for env_id, frames in (("CartPole-v1", a.cartpole_frames), ("ALE/Pong-v5", a.pong_frames)):
-        runs = {pipeline: system_rate(env_id, a.workers, frames, envs_per_worker=8, pipeline=pipeline)
+        runs = {pipeline: system_rate(env_id, a.workers, frames, envs_per_worker=8, pipeline=pipeline,
+                                      ps_gpus=a.ps_gpus)
                 for pipeline in (False, True)}
         for r in runs.values():
             r["efficiency"] = r["fps"] / (out["raw"][env_id] * a.workers)

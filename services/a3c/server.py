@@ -37,7 +37,10 @@ class ParameterServer:
         env = make_env(args.env, args.seed)
         self.model = ActorCritic(env.observation_space.shape, int(env.action_space.n), hidden=args.hidden, lstm=args.lstm)
         env.close()
-        self.device = torch.device("cuda" if args.ps_gpus > 0 and torch.cuda.is_available() else "cpu")
+        if args.ps_gpus > 0 and not torch.cuda.is_available():
+            raise RuntimeError(f"--ps-gpus {args.ps_gpus:g}: Ray placed the parameter server on a GPU, but torch "
+                               f"{torch.__version__} sees no CUDA device there (a CPU build of torch?)")
+        self.device = torch.device("cuda" if args.ps_gpus > 0 else "cpu")
         self.model.to(self.device)
         params = self.model.parameters()
         if args.optimizer == "rmsprop":
@@ -107,6 +110,7 @@ class ParameterServer:
             "server_restarts": int(c["server_restarts"]),
             "wall_s_before": c["wall_s"],
             "restored_from": self.restored_from,
+            "device": str(self.device),
             **self.last_stats,
         }
 

@@ -30,7 +30,7 @@ from services.a3c.worker import RolloutWorker
 from services.common import checkpoint
 from services.common.config import ConfigError, fail, parse, require, to_dict
 from services.common.progress import Progress, log, setup_logging
-from services.common.ray_utils import init_ray, shutdown_ray_if_local
+from services.common.ray_utils import init_ray, require_gpus, shutdown_ray_if_local
 from services.common.rundir import RunDir
 
 
@@ -263,6 +263,7 @@ class Driver:
             "worker_restarts": summary["worker_restarts"],
             "server_restarts": summary["server_restarts"],
             "resumed_from_version": start["version"] if a.resume else -1,
+            "ps_device": summary["device"],
         }
 
     def _done(self, frames: int, t0: float) -> bool:
@@ -393,7 +394,7 @@ def train(args: TrainArgs) -> dict[str, Any]:
     """Run one training job end to end; returns (and writes) result.json's content."""
     run_dir = prepare_run_dir(args)
     run_dir.write_json("config.json", to_dict(args))
-    init_ray(num_cpus=math.ceil(args.workers * args.worker_cpus))
+    require_gpus("--ps-gpus", args.ps_gpus, init_ray(num_cpus=math.ceil(args.workers * args.worker_cpus)))
     driver = Driver(args, run_dir)
     try:
         result = driver.run()
@@ -409,10 +410,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse(TrainArgs, argv, prog="dojo a3c train")
     try:
         prepare_run_dir(args)  # fail fast, before Ray starts
+        return train(args)
     except ConfigError as exc:
         fail("dojo a3c train", str(exc))
-    try:
-        return train(args)
     finally:
         shutdown_ray_if_local()
 

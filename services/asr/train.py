@@ -405,11 +405,12 @@ def prepare_run_dir(args: TrainArgs) -> RunDir:
 def train(args: TrainArgs) -> dict[str, Any]:
     import ray
 
-    from services.common.ray_utils import init_ray
+    from services.common.ray_utils import init_ray, require_gpus
 
     run_dir = prepare_run_dir(args)
     run_dir.write_json("config.json", to_dict(args))
     resources = init_ray()
+    require_gpus("--gpus", args.gpus, resources)  # before the corpus is rendered
     if not args.data_workers:
         args = dataclasses.replace(args, data_workers=max(1, int(resources.get("CPU", 1))))
     t0 = time.monotonic()
@@ -417,8 +418,6 @@ def train(args: TrainArgs) -> dict[str, Any]:
     corpus.ensure(run_dir, {"train": args.n_train, "val": args.n_val}, args.seed, args.data_workers)
     data_s = time.monotonic() - t0
     if args.gpus > 0:
-        if resources.get("GPU", 0) < args.gpus:
-            raise ConfigError(f"--gpus {args.gpus}: the Ray cluster has {resources.get('GPU', 0):g} GPUs")
         task = ray.remote(_fit_remote).options(num_gpus=args.gpus, num_cpus=1)
         result = ray.get(task.remote(args, run_dir.uri))
     else:

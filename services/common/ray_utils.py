@@ -34,6 +34,22 @@ def init_ray(num_cpus: int | None = None, metrics_export_port: int | None = None
     return ray.cluster_resources()
 
 
+def require_gpus(flag: str, n: float, resources: dict) -> None:
+    """Refuse a request for ``n`` GPUs that the local Ray this process started cannot meet (its actors or
+    tasks would wait forever) with a ConfigError naming ``flag``. A joined cluster (``RAY_ADDRESS``) may
+    still grow GPU nodes through its autoscaler (KubeRay's GPU worker group can scale from zero): only warn."""
+    have = resources.get("GPU", 0)
+    if n <= have:
+        return
+    msg = f"{flag} {n:g}: the Ray cluster has {have:g} GPUs"
+    if os.environ.get("RAY_ADDRESS"):
+        log.warning("%s now; waiting for its autoscaler to add a GPU node", msg)
+        return
+    from services.common.config import ConfigError
+
+    raise ConfigError(msg)
+
+
 def shutdown_ray_if_local() -> None:
     """Shut down a Ray this process started (leave a joined cluster running)."""
     import ray

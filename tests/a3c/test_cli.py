@@ -34,6 +34,14 @@ def test_bad_arguments_give_one_line_and_exit_2(tmp_path, argv, needle):
     assert lines[0].startswith("dojo a3c train: error:") and needle in lines[0], lines[0]
 
 
+def test_more_gpus_than_the_local_cluster_has_is_an_error_not_a_hang(tmp_path):
+    """--ps-gpus beyond the local Ray's GPUs: exit 2 naming the flag (the server actor would wait forever)."""
+    p = run_dojo("a3c", "train", "--ps-gpus", "64", "--run-dir", str(tmp_path / "r"), timeout=120)
+    assert p.returncode == 2, p.stderr[-2000:]
+    last = p.stderr.strip().splitlines()[-1]
+    assert last.startswith("dojo a3c train: error: --ps-gpus 64: the Ray cluster has "), p.stderr[-2000:]
+
+
 def test_max_minutes_stops_training_on_time(tmp_path):
     """--max-minutes ends a run whose frame budget it would never reach; the result is complete."""
     run = tmp_path / "timed"

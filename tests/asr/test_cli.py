@@ -40,6 +40,14 @@ def test_run_dir_problems_are_one_line_errors(tmp_path):
     assert p.returncode == 2 and "holds no model.pt" in p.stderr and "dojo asr train" in p.stderr
 
 
+def test_more_gpus_than_the_local_cluster_has_fail_before_the_corpus_is_rendered(tmp_path):
+    p = run_dojo("asr", "train", "--gpus", "64", "--run-dir", str(tmp_path / "r"), timeout=120)
+    assert p.returncode == 2, p.stderr[-2000:]
+    last = p.stderr.strip().splitlines()[-1]
+    assert last.startswith("dojo asr train: error: --gpus 64: the Ray cluster has "), p.stderr[-2000:]
+    assert not (tmp_path / "r" / "data").exists()  # nothing rendered
+
+
 def test_corpus_plans_are_deterministic_and_hold_voices_out():
     vs = corpus.voice_split()
     assert not set(vs["train_accents"]) & set(vs["test_accents"])

@@ -111,3 +111,18 @@ def test_packaged_datasets_load(name, n_train):
     assert xt.shape == (10_000, 28, 28) and len(yt) == 10_000
     with pytest.raises(ValueError, match="split"):
         load(name, "nope")
+
+
+def test_gpu_requests_a_local_ray_cannot_meet_are_refused_and_a_joined_cluster_only_warns(monkeypatch, caplog):
+    from services.common.ray_utils import require_gpus
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    require_gpus("--gpus", 0.5, {"CPU": 2.0, "GPU": 1.0})  # fits
+    require_gpus("--gpus", 0, {"CPU": 2.0})
+    with pytest.raises(ConfigError, match=r"^--gpus 2: the Ray cluster has 1 GPUs$"):
+        require_gpus("--gpus", 2, {"GPU": 1.0})
+    # a joined cluster (a Ray job on KubeRay) may scale a GPU worker group up from zero: wait, don't fail
+    monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")
+    with caplog.at_level("WARNING"):
+        require_gpus("--ps-gpus", 0.5, {"CPU": 4.0})
+    assert "--ps-gpus 0.5: the Ray cluster has 0 GPUs now" in caplog.text
