@@ -14,11 +14,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_every_check_runs_and_reports(tmp_path):
+def test_every_check_runs_and_reports(ray_local, tmp_path):
     sys.path.insert(0, str(ROOT / "bench"))
     import gpu_wheels
 
-    size = gpu_wheels.build_asr_sample(tmp_path / "asr")
+    cpus = ray_local.cluster_resources()["CPU"]
+    size = gpu_wheels.build_asr_sample(tmp_path / "asr")  # rendered by the session's Ray, which must stay up
+    assert ray_local.is_initialized() and ray_local.cluster_resources()["CPU"] == cpus
     assert size < 4 * 2**20  # it travels with the wheels: 64 MiB in all (bench/gpu_wheels.py prints the sum)
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     p = subprocess.run([sys.executable, "bench/gpu_check.py", "--allow-cpu", "--quick", "--out", str(tmp_path / "out"),
