@@ -3,7 +3,7 @@
 Run on a GPU machine from the repository root, through ``bench/gpu_check.sh`` (which installs the
 wheels that ``bench/gpu_wheels.py`` built into ``.whl/`` when the machine lacks Ray and friends)::
 
-    bash bench/gpu_check.sh                       # all checks, ~5 minutes on a 16-core H100 box
+    bash bench/gpu_check.sh                       # all checks: an estimated ~5 minutes on a 16-core H100 box (not yet timed)
     python bench/gpu_check.py --only env,asr_decode
 
 Each check writes its result into ``<out>/gpu_check.json`` as soon as it ends (a run cut short keeps
