@@ -35,6 +35,36 @@ def per_element_dropout(model: CTCModel) -> CTCModel:
     return model
 
 
+def random_batch(batch: int, frames: int, device: str = "cpu") -> tuple[torch.Tensor, ...]:
+    """Random log-mel features of realistic shape (lengths 80–100 % of ``frames``) with 10–20-symbol targets."""
+    x = torch.randn(batch, frames, 80, device=device)
+    lengths = torch.randint(int(frames * 0.8), frames + 1, (batch,), device=device)
+    lengths[0] = frames
+    targets = torch.randint(1, 28, (batch, 20), device=device)
+    target_len = torch.randint(10, 21, (batch,), device=device)
+    return x, lengths, targets, target_len
+
+
+def train_step(model: CTCModel, opt: torch.optim.Optimizer, batch: tuple[torch.Tensor, ...], inter_w: float,
+               device: str = "cpu", bf16: bool = False) -> float:
+    """Seconds of one training step as ``dojo asr train`` takes it: autocast forward, CTC, backward, clipping, AdamW."""
+    x, lengths, targets, target_len = batch
+    ctc = nn.CTCLoss(blank=0, reduction="sum", zero_infinity=True)
+    model.train()
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    sync()
+    t0 = time.perf_counter()
+    with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+        out = model(x, lengths, intermediate=inter_w > 0)
+    loss = ctc_objective(ctc, out, targets, target_len, inter_w)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+    opt.step()
+    sync()
+    return time.perf_counter() - t0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=1)
@@ -45,12 +75,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     bf16 = use_bf16("auto", "cpu")
-    x = torch.randn(args.batch, args.frames, 80)
-    lengths = torch.randint(int(args.frames * 0.8), args.frames + 1, (args.batch,))
-    lengths[0] = args.frames
-    targets = torch.randint(1, 28, (args.batch, 20))
-    target_len = torch.randint(10, 21, (args.batch,))
-    ctc = nn.CTCLoss(blank=0, reduction="sum", zero_infinity=True)
+    batch = random_batch(args.batch, args.frames)
     variants = {
         "nn.Dropout (before)": (per_element_dropout(CTCModel(ModelConfig())), 0.0),
         "locked dropout": (CTCModel(ModelConfig()), 0.0),
@@ -61,16 +86,7 @@ def main() -> None:
     times: dict[str, list[float]] = {k: [] for k in variants}
     for _ in range(args.repeats):  # interleaved, so that load changes hit every variant alike
         for name, (model, w) in variants.items():
-            model.train()
-            t0 = time.perf_counter()
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                out = model(x, lengths, intermediate=w > 0)
-            loss = ctc_objective(ctc, out, targets, target_len, w)
-            opts[name].zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            opts[name].step()
-            times[name].append(time.perf_counter() - t0)
+            times[name].append(train_step(model, opts[name], batch, w, bf16=bf16))
     out = {"threads": args.threads, "batch": args.batch, "frames": args.frames,
            "precision": "bf16" if bf16 else "fp32",
            "ms_per_step": {k: round(sorted(v)[len(v) // 2] * 1e3, 1) for k, v in times.items()}}

@@ -134,15 +134,13 @@ def check_a3c_throughput(c: Ctx) -> dict:
     ceiling = (4 / raw) / (4 / raw + net["network_s_per_step"])
     out = {"raw_frames_per_s_one_core": raw, "workers": workers, "ceiling_efficiency": ceiling,
            "network_s_per_step": net["network_s_per_step"]}
-    for name, ps_gpus in (("ps_cpu", 0.0), ("ps_gpu", 1.0 if c.gpu else 0.0)):
-        if name == "ps_gpu" and not c.gpu:
-            continue
+    servers = {"cpu": 0.0, **({"cuda": 1.0} if c.gpu else {})}  # where the parameter server runs -> its ps_gpus
+    for dev, ps_gpus in servers.items():
         run = bench.system_rate("ALE/Pong-v5", workers, frames, envs_per_worker=8, ps_gpus=ps_gpus)
         run["efficiency"] = run["fps"] / (raw * workers)
-        out[name] = run
-        out[f"server_{name}"] = bench.server_apply_cost(n=20 if c.quick else 200, ps_gpus=ps_gpus)
-    out["ok"] = all(out[k]["ps_device"].startswith("cuda" if k == "ps_gpu" else "cpu") for k in ("ps_cpu", "ps_gpu")
-                    if k in out)
+        out[f"ps_{dev}"] = run
+        out[f"server_{dev}"] = bench.server_apply_cost(n=20 if c.quick else 200, ps_gpus=ps_gpus)
+    out["ok"] = all(out[f"ps_{dev}"]["ps_device"].startswith(dev) for dev in servers)
     return out
 
 
@@ -156,11 +154,8 @@ def _sample_split(c: Ctx, name: str):
 
 
 def check_asr_decode(c: Ctx) -> dict:
-    import jiwer
-
-    from services.asr.decode import greedy
     from services.asr.model import load_model, predict
-    from services.asr.text import decode
+    from services.asr.train import greedy_texts, word_error_rate
 
     test = _sample_split(c, "test")
     feats = [test.features(i) for i in range(len(test))]
@@ -175,43 +170,30 @@ def check_asr_decode(c: Ctx) -> dict:
         for batch in (1, 16):
             sync()
             t0 = time.perf_counter()
-            lps = [lp for s in range(0, len(feats), batch) for lp in predict(model, feats[s:s + batch], dev)]
+            for s in range(0, len(feats), batch):
+                predict(model, feats[s:s + batch], dev)
             sync()
             out[f"rtf_network_{dev}_batch{batch}"] = (time.perf_counter() - t0) / out["audio_s"]
-        texts[dev] = [" ".join(decode(greedy(lp)).split()) for lp in lps]
-        out[f"wer_greedy_{dev}"] = float(jiwer.wer(list(test.texts), texts[dev]))
+        texts[dev] = greedy_texts(model, test, dev)
+        out[f"wer_greedy_{dev}"] = word_error_rate(list(test.texts), texts[dev])
     out["same_transcripts"] = float(np.mean([a == b for a, b in zip(texts["cpu"], texts[c.device], strict=True)]))
     out["ok"] = out["same_transcripts"] >= 0.95 and abs(out["wer_greedy_cpu"] - out[f"wer_greedy_{c.device}"]) <= 0.02
     return out
 
 
 def _train_step_ms(device: str, batch: int, repeats: int) -> float:
+    """Median ms of bench/asr_train_step.py's step for the recipe's model (self-conditioning, intermediate CTC)."""
+    import asr_train_step  # bench/asr_train_step.py
+
     from services.asr.model import CTCModel, ModelConfig
-    from services.asr.train import ctc_objective, use_bf16
+    from services.asr.train import use_bf16
 
     torch.manual_seed(0)
-    model = CTCModel(ModelConfig(self_condition=True)).to(device).train()
+    model = CTCModel(ModelConfig(self_condition=True)).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    ctc = torch.nn.CTCLoss(blank=0, reduction="sum", zero_infinity=True)
-    x = torch.randn(batch, 250, 80, device=device)
-    lengths = torch.randint(200, 251, (batch,), device=device)
-    targets, target_len = torch.randint(1, 28, (batch, 20), device=device), torch.randint(10, 21, (batch,), device=device)
+    data = asr_train_step.random_batch(batch, 250, device)
     bf16 = use_bf16("auto", device)
-    times = []
-    for _ in range(repeats + 2):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
-            out = model(x, lengths, intermediate=True)
-        loss = ctc_objective(ctc, out, targets, target_len, 0.3)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
+    times = [asr_train_step.train_step(model, opt, data, 0.3, device, bf16) for _ in range(repeats + 2)]
     return float(np.median(times[2:])) * 1e3
 
 

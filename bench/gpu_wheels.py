@@ -103,19 +103,13 @@ def build_asr_sample(dest: Path, n_train: int = 100, n_val: int = 20, n_test: in
     import json
 
     import numpy as np
-    import ray
 
     from services.asr import corpus
-    from services.common.ray_utils import init_ray, shutdown_ray_if_local
+    from services.common.ray_utils import ray_session
     from services.common.rundir import RunDir
 
-    started = not ray.is_initialized()  # leave a Ray this process already runs (a test session's) as it was
-    init_ray()
-    try:
+    with ray_session():  # a Ray already running here (a test session's) stays up
         corpus.ensure(RunDir(str(dest)), {"train": n_train, "val": n_val, "test": n_test}, seed, workers=2)
-    finally:
-        if started:
-            shutdown_ray_if_local()
     for path in (dest / "data").glob("*.npz"):
         arrays = dict(np.load(path))
         buf = io.BytesIO()

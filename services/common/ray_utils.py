@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 
@@ -48,6 +49,21 @@ def require_gpus(flag: str, n: float, resources: dict) -> None:
     from services.common.config import ConfigError
 
     raise ConfigError(msg)
+
+
+@contextlib.contextmanager
+def ray_session(**kwargs):
+    """``init_ray(**kwargs)`` for a block of library code: yields the cluster's resources and, on leaving, shuts
+    down only a Ray that this block started. A Ray already running in the process (a caller's, a test session's)
+    is left as it was, where ``shutdown_ray_if_local`` would stop it."""
+    import ray
+
+    started = not ray.is_initialized()
+    try:
+        yield init_ray(**kwargs)
+    finally:
+        if started:
+            shutdown_ray_if_local()
 
 
 def shutdown_ray_if_local() -> None:

@@ -126,3 +126,12 @@ def test_gpu_requests_a_local_ray_cannot_meet_are_refused_and_a_joined_cluster_o
     with caplog.at_level("WARNING"):
         require_gpus("--ps-gpus", 0.5, {"CPU": 4.0})
     assert "--ps-gpus 0.5: the Ray cluster has 0 GPUs now" in caplog.text
+
+
+def test_ray_session_leaves_a_running_ray_up(ray_local):
+    from services.common.ray_utils import ray_session
+
+    cpus = ray_local.cluster_resources()["CPU"]
+    with ray_session() as resources:
+        assert resources["CPU"] == cpus  # the running cluster, not a new one
+    assert ray_local.is_initialized() and ray_local.cluster_resources()["CPU"] == cpus
