@@ -43,6 +43,9 @@ class TrainArgs:
     """GPUs for training (fractions allowed): > 0 runs the loop as a Ray task on a GPU node, on CUDA."""
     resume: bool = False
     """Continue from the newest checkpoint in --run-dir."""
+    max_restarts: int = 3
+    """Times a training process that dies (killed, out of memory, its GPU node lost) is started again, from the
+    newest checkpoint (one per epoch); result.json counts them as ``restarts``."""
     seed: int = 0
     """Seed of the corpus plan, network initialisation, batching and augmentation."""
     n_train: int = 16_000
@@ -114,6 +117,7 @@ class TrainArgs:
         require(0 <= self.vtlp < 0.5 and 0 <= self.speed < 0.5, "--vtlp and --speed must be in [0, 0.5)")
         require(self.threads >= 0, f"--threads must be >= 0 (got {self.threads})")
         require(self.procs >= 1, f"--procs must be >= 1 (got {self.procs})")
+        require(self.max_restarts >= 0, f"--max-restarts must be >= 0 (got {self.max_restarts})")
         require(0 <= self.inter_ctc < 1, f"--inter-ctc must be in [0, 1) (got {self.inter_ctc})")
 
     def model_config(self) -> ModelConfig:
@@ -390,6 +394,16 @@ def _fit_remote(args: TrainArgs, run_dir_uri: str) -> dict[str, Any]:
     return fit(args, run_dir_uri, "cuda")
 
 
+def process_deaths() -> tuple[type[BaseException], ...]:
+    """What a training process's death raises here: a spawned CPU process killed or exiting without a Python
+    exception, or the --gpus Ray task's worker or node lost. A Python exception is not one: it would recur."""
+    import ray.exceptions
+    from torch.multiprocessing import ProcessExitedException
+
+    return (ProcessExitedException, ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
+            ray.exceptions.OutOfMemoryError)
+
+
 def prepare_run_dir(args: TrainArgs) -> RunDir:
     """Check the run-dir against --resume before anything starts (ConfigError otherwise)."""
     run_dir = RunDir(args.run_dir).ensure_writable()
@@ -417,11 +431,24 @@ def train(args: TrainArgs) -> dict[str, Any]:
     # render the corpus first (Ray tasks), so that the training loop's budget is the loop's alone
     corpus.ensure(run_dir, {"train": args.n_train, "val": args.n_val}, args.seed, args.data_workers)
     data_s = time.monotonic() - t0
-    if args.gpus > 0:
-        task = ray.remote(_fit_remote).options(num_gpus=args.gpus, num_cpus=1)
-        result = ray.get(task.remote(args, run_dir.uri))
-    else:
-        result = fit_processes(args, run_dir.uri)
+    restarts = 0
+    while True:
+        try:
+            if args.gpus > 0:  # Ray must not retry the task itself: a retry would start from the first step
+                task = ray.remote(_fit_remote).options(num_gpus=args.gpus, num_cpus=1, max_retries=0)
+                result = ray.get(task.remote(args, run_dir.uri))
+            else:
+                result = fit_processes(args, run_dir.uri)
+            break
+        except process_deaths() as e:
+            if restarts >= args.max_restarts:
+                raise
+            restarts += 1
+            resumable = bool(checkpoint.list_steps(run_dir))
+            log.warning("asr train: a training process died (%s); restart %d of %d from %s", str(e).splitlines()[0],
+                        restarts, args.max_restarts, "the newest checkpoint" if resumable else "the first step")
+            args = dataclasses.replace(args, resume=resumable)
+    result["restarts"] = restarts
     result["data_s"] = round(data_s, 1)
     result["wall_s"] = round(time.monotonic() - t0, 1)
     run_dir.write_json("result.json", result)

@@ -18,6 +18,7 @@ from tests.conftest import run_dojo
     (["train", "--subsample", "5"], "--subsample must be 2, 3 or 4"),
     (["train", "--gpus", "1.5"], "--gpus above 1 must be whole"),
     (["train", "--inter-ctc", "1"], "--inter-ctc must be in [0, 1)"),
+    (["train", "--max-restarts", "-1"], "--max-restarts must be >= 0"),
     (["train", "--lr", "nope"], "nope"),
     (["data", "--n-train", "-1"], "--n-train must be >= 0"),
     (["eval", "--n-test", "0", "--run-dir", "x"], "--n-test must be >= 1"),

@@ -1,0 +1,71 @@
+"""`dojo asr train` survives the death of a training process: it restarts from the newest checkpoint."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import threading
+import time
+
+import psutil
+import pytest
+import ray
+
+from services.asr.train import TrainArgs, process_deaths, train
+from services.common import checkpoint
+from services.common.rundir import RunDir
+
+
+def _training_processes() -> list[psutil.Process]:
+    """The data-parallel processes torch.multiprocessing.spawn started from this one."""
+    return [p for p in psutil.Process().children(recursive=True)
+            if any("spawn_main" in a for a in p.cmdline()) and "resource_tracker" not in " ".join(p.cmdline())]
+
+
+def test_a_killed_training_process_is_restarted_from_the_newest_checkpoint(ray_local, tmp_path, capfd, caplog):
+    args = TrainArgs(run_dir=str(tmp_path / "run"), epochs=6, n_train=300, n_val=8, batch_frames=4000, procs=2,
+                     hidden=64, proj=64, seed=3)
+    args.validate()
+    run, killed = RunDir(args.run_dir), {}
+
+    def chaos():
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not checkpoint.list_steps(run):
+            time.sleep(0.05)
+        procs = _training_processes()
+        if procs:
+            killed["step"] = checkpoint.list_steps(run)[-1]
+            os.kill(procs[-1].pid, signal.SIGKILL)  # a real crash, as the kernel's OOM killer would do it
+
+    th = threading.Thread(target=chaos, daemon=True)
+    th.start()
+    res = train(args)
+    th.join(timeout=1)
+    assert "step" in killed, "no training process was found to kill"
+    assert res["restarts"] == 1, res
+    assert res["epochs"] == 6  # the restarted run went on from its checkpoint to the end of the schedule
+    steps = checkpoint.list_steps(run)
+    assert steps[-1] == res["steps"] > killed["step"]
+    assert run.exists("model.pt")
+    assert "terminated with signal SIGKILL); restart 1 of 3 from the newest checkpoint" in caplog.text
+    err = capfd.readouterr().err  # the training processes' own log
+    resumed = re.search(r"resumed at epoch \d+, step (\d+)", err)
+    assert resumed and int(resumed.group(1)) >= killed["step"], err[-3000:]
+
+
+def test_a_process_that_dies_outright_is_a_restartable_death_but_an_exception_is_not(ray_local):
+    @ray.remote(max_retries=0)
+    def dies():
+        os._exit(1)
+
+    with pytest.raises(process_deaths()):  # what the --gpus Ray task's crash really raises
+        ray.get(dies.remote())
+
+    @ray.remote(max_retries=0)
+    def raises():
+        raise ValueError("a bug")
+
+    with pytest.raises(ray.exceptions.RayTaskError) as err:
+        ray.get(raises.remote())
+    assert not isinstance(err.value, process_deaths())
