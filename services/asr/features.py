@@ -68,7 +68,11 @@ def power_spectrogram(wave: torch.Tensor) -> torch.Tensor:
 
 def log_mel(wave: np.ndarray | torch.Tensor) -> torch.Tensor:
     """(N,) waveform at 16 kHz -> (T, 80) log-mel features (float32)."""
-    x = torch.as_tensor(np.asarray(wave, dtype=np.float32) if isinstance(wave, np.ndarray) else wave).float()
+    if isinstance(wave, np.ndarray):
+        wave = np.asarray(wave, dtype=np.float32)
+        if not wave.flags.writeable:  # e.g. read from Ray's object store: torch warns on read-only arrays
+            wave = wave.copy()
+    x = torch.as_tensor(wave).float()
     mel = torch.from_numpy(mel_filterbank()).to(x.device)
     power = power_spectrogram(x)  # (257, T)
     return torch.log(mel @ power + LOG_FLOOR).transpose(-1, -2).contiguous()  # (T, 80)

@@ -249,7 +249,8 @@ def fit(args: TrainArgs, run_dir_uri: str, device: str, rank: int = 0, world: in
     torch.set_num_threads(args.threads or torch.get_num_threads())
     model = CTCModel(args.model_config()).to(device)
     if world > 1:  # each process keeps its own BatchNorm statistics (rank 0's are saved): no broadcast per step
-        net = torch.nn.parallel.DistributedDataParallel(model, broadcast_buffers=False)
+        # (buffers are still synced once at construction, where every process holds the same ones anyway)
+        net = torch.nn.parallel.DistributedDataParallel(model, forward_sync_buffers=False)
     elif device == "cuda" and torch.cuda.device_count() > 1:  # several GPUs in one Ray task
         net = torch.nn.DataParallel(model)
     else:

@@ -10,6 +10,7 @@ A capability (ASR, explain, embed, graph) lives in ``services/<area>/serve.py`` 
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from fastapi import HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.common.metrics import define
+
+log = logging.getLogger("ray.serve")
 
 
 class AppArgs(BaseModel):
@@ -51,13 +54,52 @@ class Runtime:
     api_keys: frozenset[str] = frozenset()
 
 
-def handle(name: str):
+def handle(name: str) -> RetryingHandle:
     """The deployment handle of capability ``name``; 503 naming it when it is not deployed."""
     h = Runtime.handles.get(name)
     if h is None:
         raise HTTPException(status_code=503, detail=f"capability {name!r} is not deployed in this application "
                                                      f"(configure its checkpoint in deploy/serve/raydojo.yaml)")
-    return h
+    return RetryingHandle(name, h)
+
+
+class RetryingHandle:
+    """A deployment handle whose calls are sent again when the replica answering them dies mid-call.
+
+    Every model deployment's methods are pure functions of their arguments, so a call that a crashed replica
+    (killed, out of memory, its node lost) never answered can be repeated: Serve routes it to a live replica,
+    or holds it until the controller has started the replacement. Without this, requests in flight at a
+    replica's death got a 500. After ``RETRIES`` more deaths the client gets a 503 that says to retry.
+    ``await handle("asr").transcribe.remote(...)`` reads as with a plain DeploymentHandle.
+    """
+
+    RETRIES = 2
+
+    def __init__(self, name: str, h: Any):
+        self._name, self._h = name, h
+
+    def __getattr__(self, method: str) -> _RetryingMethod:
+        return _RetryingMethod(self._name, method, getattr(self._h, method))
+
+
+class _RetryingMethod:
+    def __init__(self, name: str, method: str, bound: Any):
+        self._name, self._method, self._bound = name, method, bound
+
+    async def remote(self, *args: Any, **kwargs: Any) -> Any:
+        from ray.exceptions import RayActorError
+
+        for attempt in range(RetryingHandle.RETRIES + 1):
+            try:
+                return await self._bound.remote(*args, **kwargs)
+            except RayActorError as exc:
+                if attempt == RetryingHandle.RETRIES:
+                    raise HTTPException(
+                        status_code=503, headers={"Retry-After": "10"},
+                        detail=f"the {self._name!r} model replica died {attempt + 1} times while answering: Serve is "
+                               f"starting new ones; retry shortly") from exc
+                log.warning("%s.%s: the replica died mid-call (%s); sending it again (%d of %d)", self._name,
+                            self._method, type(exc).__name__, attempt + 1, RetryingHandle.RETRIES)
 
 
 class BadInput(Exception):

@@ -195,3 +195,53 @@ def test_documented_curl_commands(asr_app, held_out, tmp_path):
         assert p.returncode == 0, (cmd, p.stderr)
         body = json.loads(p.stdout)
         assert body["text"] == u.text, (cmd, body)
+
+
+def _replica_pids(deployment: str) -> set[int]:
+    """PIDs of this app's live replicas of ``deployment`` (Ray titles a replica's process ray::ServeReplica:…)."""
+    import psutil
+
+    title = f"ray::ServeReplica:{APP}:{deployment}"
+    pids = set()
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = p.info["cmdline"] or []
+        if cmd and cmd[0].startswith(title):
+            pids.add(p.pid)
+    return pids
+
+
+def test_a_killed_model_replica_is_replaced_and_no_request_is_lost(asr_app, held_out):
+    """SIGKILL the ASRModel replica while four clients keep sending: Serve starts a new replica, and every request,
+    those in flight at the kill included, is answered 200 with the model's transcript."""
+    import signal
+    import threading
+    import time
+
+    wav = encode_wav(held_out[0][1])
+    expected = post(wav).json()["text"]
+    (old,) = _replica_pids("ASRModel")
+    answers, stop = [], threading.Event()
+
+    def client():
+        while not stop.is_set():
+            r = post(wav)
+            answers.append((time.monotonic(), r.status_code, r.json().get("text") if r.status_code == 200 else r.text))
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    killed_at = time.monotonic()
+    os.kill(old, signal.SIGKILL)
+    deadline = killed_at + 90
+    while time.monotonic() < deadline and not (_replica_pids("ASRModel") - {old}
+                                               and sum(t > killed_at + 0.5 for t, _, _ in answers) >= 8):
+        time.sleep(0.25)
+    stop.set()
+    for t in threads:
+        t.join(timeout=120)
+    new = _replica_pids("ASRModel")
+    assert new and old not in new, "no new ASRModel replica"
+    assert sum(t > killed_at + 0.5 for t, _, _ in answers) >= 8, "no answers after the replica was killed"
+    bad = [(round(t - killed_at, 2), s, text) for t, s, text in answers if s != 200 or text != expected]
+    assert not bad, bad
