@@ -96,10 +96,15 @@ class _RetryingMethod:
                 if attempt == RetryingHandle.RETRIES:
                     raise HTTPException(
                         status_code=503, headers={"Retry-After": "10"},
-                        detail=f"the {self._name!r} model replica died {attempt + 1} times while answering: Serve is "
-                               f"starting new ones; retry shortly") from exc
+                        detail=f"the {self._name!r} model replica answering this request died ({attempt + 1} times "
+                               f"in a row): Serve is starting a new one; retry shortly") from exc
                 log.warning("%s.%s: the replica died mid-call (%s); sending it again (%d of %d)", self._name,
                             self._method, type(exc).__name__, attempt + 1, RetryingHandle.RETRIES)
+                if not _retry_metrics:
+                    from services.common.metrics import MetricSet
+
+                    _retry_metrics.append(MetricSet([RESENT], {}))
+                _retry_metrics[0].inc(RESENT, 1, {"capability": self._name, "method": self._method})
 
 
 class BadInput(Exception):
@@ -123,3 +128,6 @@ LATENCY = define(
     "dojo_serve_request_latency_ms", "histogram", "Ingress request latency", ("route", "method"),
     boundaries=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000), unit="ms",
 )
+RESENT = define("dojo_serve_model_calls_resent", "counter",
+                "Model deployment calls sent again because the replica answering them died", ("capability", "method"))
+_retry_metrics: list[Any] = []  # this process's MetricSet for RESENT, made on first use

@@ -212,7 +212,8 @@ def _replica_pids(deployment: str) -> set[int]:
 
 def test_a_killed_model_replica_is_replaced_and_no_request_is_lost(asr_app, held_out):
     """SIGKILL the ASRModel replica while four clients keep sending: Serve starts a new replica, and every request,
-    those in flight at the kill included, is answered 200 with the model's transcript."""
+    those in flight at the kill included (the ingress sends them again), is answered 200 with the model's
+    transcript. Without the resend, the requests in flight got a 500."""
     import signal
     import threading
     import time
@@ -230,6 +231,8 @@ def test_a_killed_model_replica_is_replaced_and_no_request_is_lost(asr_app, held
     threads = [threading.Thread(target=client) for _ in range(4)]
     for t in threads:
         t.start()
+    time.sleep(1.0)
+    os.kill(old, signal.SIGSTOP)  # hold the replica so that every client's request is in flight when it dies
     time.sleep(1.0)
     killed_at = time.monotonic()
     os.kill(old, signal.SIGKILL)
