@@ -28,7 +28,7 @@ from services.a3c.evaluate import evaluate_weights
 from services.a3c.server import ParameterServer, model_config
 from services.a3c.worker import RolloutWorker
 from services.common import checkpoint
-from services.common.config import ConfigError, fail, parse, require, to_dict
+from services.common.config import ConfigError, fail, parse, require, resolve_auto_resume, to_dict
 from services.common.progress import Progress, log, setup_logging
 from services.common.ray_utils import init_ray, require_gpus, shutdown_ray_if_local
 from services.common.rundir import RunDir
@@ -56,6 +56,9 @@ class TrainArgs:
     """Random seed (network init, environments, sampling)."""
     resume: bool = False
     """Continue from the newest checkpoint in --run-dir."""
+    auto_resume: bool = False
+    """Resume when --run-dir already holds checkpoints and start afresh when it holds none, so the same command can
+    simply be run again after a crash (the Helm chart's RayJobs pass it: a retried job resumes)."""
     ps_gpus: float = 0.0
     """GPUs for the parameter server (fractions allowed); the optimizer then runs on CUDA."""
     worker_cpus: float = 1.0
@@ -383,10 +386,12 @@ def prepare_run_dir(args: TrainArgs) -> RunDir:
     """Check the run-dir against --resume before anything starts (ConfigError otherwise)."""
     run_dir = RunDir(args.run_dir).ensure_writable()
     has_ckpt = bool(checkpoint.list_steps(run_dir))
+    resolve_auto_resume(args, has_ckpt)
     if args.resume and not has_ckpt:
         raise ConfigError(f"--resume: no checkpoint in --run-dir {args.run_dir!r}")
     if not args.resume and has_ckpt:
-        raise ConfigError(f"--run-dir {args.run_dir!r} already holds checkpoints: pass --resume or use a new run-dir")
+        raise ConfigError(f"--run-dir {args.run_dir!r} already holds checkpoints: pass --resume (or --auto-resume) "
+                          "or use a new run-dir")
     return run_dir
 
 

@@ -24,7 +24,7 @@ from services.asr.decode import greedy
 from services.asr.model import CTCModel, ModelConfig, export_state, n_params, pad_batch, predict
 from services.asr.text import decode, encode
 from services.common import checkpoint
-from services.common.config import ConfigError, fail, parse, require, to_dict
+from services.common.config import ConfigError, fail, parse, require, resolve_auto_resume, to_dict
 from services.common.progress import Progress, log, setup_logging
 from services.common.rundir import RunDir
 
@@ -43,6 +43,9 @@ class TrainArgs:
     """GPUs for training (fractions allowed): > 0 runs the loop as a Ray task on a GPU node, on CUDA."""
     resume: bool = False
     """Continue from the newest checkpoint in --run-dir."""
+    auto_resume: bool = False
+    """Resume when --run-dir already holds checkpoints and start afresh when it holds none, so the same command can
+    simply be run again after a crash (the Helm chart's RayJobs pass it: a retried job resumes)."""
     max_restarts: int = 3
     """Times a training process that dies (killed, out of memory, its GPU node lost) is started again, from the
     newest checkpoint (one per epoch); result.json counts them as ``restarts``."""
@@ -409,11 +412,12 @@ def prepare_run_dir(args: TrainArgs) -> RunDir:
     """Check the run-dir against --resume before anything starts (ConfigError otherwise)."""
     run_dir = RunDir(args.run_dir).ensure_writable()
     has_ckpt = bool(checkpoint.list_steps(run_dir))
+    resolve_auto_resume(args, has_ckpt)
     if args.resume and not has_ckpt:
         raise ConfigError(f"--resume: no checkpoint in --run-dir {args.run_dir!r}")
     if not args.resume and (has_ckpt or run_dir.exists("model.pt")):
-        raise ConfigError(f"--run-dir {args.run_dir!r} already holds a trained model: pass --resume or use a new "
-                          "run-dir")
+        raise ConfigError(f"--run-dir {args.run_dir!r} already holds a trained model: pass --resume (or "
+                          "--auto-resume) or use a new run-dir")
     return run_dir
 
 

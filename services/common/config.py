@@ -91,3 +91,13 @@ def require(cond: bool, message: str) -> None:
     """Raise ConfigError(message) unless cond holds."""
     if not cond:
         raise ConfigError(message)
+
+
+def resolve_auto_resume(args: Any, has_state: bool) -> None:
+    """``--auto-resume``: set ``args.resume`` to whether the run-dir holds state to resume (logged when it does)."""
+    if getattr(args, "auto_resume", False) and args.resume != has_state:
+        args.resume = has_state
+        if has_state:
+            import logging
+
+            logging.getLogger("dojo").info("--auto-resume: --run-dir %s holds a run; resuming it", args.run_dir)

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from services.common import checkpoint
-from services.common.config import ConfigError, fail, parse, require, to_dict
+from services.common.config import ConfigError, fail, parse, require, resolve_auto_resume, to_dict
 from services.common.progress import Progress, log, setup_logging
 from services.common.rundir import RunDir
 from services.explain.models import (
@@ -61,6 +61,9 @@ class TrainArgs:
     """torch CPU threads (0 = torch's default)."""
     resume: bool = False
     """Skip the models already in the newest checkpoint of --run-dir."""
+    auto_resume: bool = False
+    """Resume when --run-dir already holds checkpoints and start afresh when it holds none, so the same command can
+    simply be run again after a crash (the Helm chart's RayJobs pass it: a retried job resumes)."""
 
     def validate(self) -> None:
         require(self.image_epochs >= 1, f"--image-epochs must be >= 1 (got {self.image_epochs})")
@@ -157,7 +160,9 @@ def run(args: TrainArgs) -> dict:
     rd.write_json("config.json", to_dict(args))
     device = _device(args)
     done: dict[str, dict] = {}
-    if args.resume and (found := checkpoint.load_latest(rd)) is not None:
+    found = checkpoint.load_latest(rd) if args.resume or args.auto_resume else None
+    resolve_auto_resume(args, found is not None)
+    if args.resume and found is not None:
         done = dict(found[1]["models"])
         log.info("resuming: %s already trained", ", ".join(done) or "nothing")
     t0 = time.monotonic()

@@ -86,6 +86,9 @@ class SweepArgs:
     """Seed of the search and of every trial's model."""
     resume: bool = False
     """Continue the interrupted sweep in --run-dir (Tuner.restore)."""
+    auto_resume: bool = False
+    """Resume when --run-dir already holds a sweep and start afresh when it holds none, so the same command can
+    simply be run again after a crash (the Helm chart's RayJobs pass it: a retried job resumes)."""
 
     def validate(self) -> None:
         require(self.num_samples >= 1, f"--num-samples must be >= 1 (got {self.num_samples})")
@@ -234,7 +237,7 @@ def sweep(a: SweepArgs) -> dict[str, Any]:
     mod = model_module(a.model)
     metric, mode = mod.METRIC, mod.MODE
     run_dir = RunDir(a.run_dir)
-    check_resume(run_dir, a.resume)
+    check_resume(run_dir, a)
     run_dir.ensure_writable()
     spec = SweepSpec(family="gan", trainable=make_trainable(a.model),
                      param_space={**base_config(a), **search_space(a)}, metric=metric, mode=mode,

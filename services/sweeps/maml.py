@@ -50,6 +50,9 @@ class MamlSweepArgs(SchedulerArgs):
     """Where config.json, result.json and tune/ (experiment state, trials, checkpoints) go."""
     resume: bool = False
     """Continue the interrupted sweep in --run-dir (its saved search space and settings are used)."""
+    auto_resume: bool = False
+    """Resume when --run-dir already holds a sweep and start afresh when it holds none, so the same command can
+    simply be run again after a crash (the Helm chart's RayJobs pass it: a retried job resumes)."""
 
     def validate(self) -> None:
         tune_runner.validate_scheduler_args(self)
@@ -123,7 +126,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse(MamlSweepArgs, argv, prog=prog)
     try:
         run_dir = RunDir(args.run_dir).ensure_writable()
-        tune_runner.check_resume(run_dir, args.resume)
+        tune_runner.check_resume(run_dir, args)
         probe = rebuild(TrainArgs, constants(args))  # a bad combination fails here, not in every trial
         if args.task == "fewshot":
             build_family(probe)  # render the glyph cache once, before trials start

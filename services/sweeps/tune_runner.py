@@ -32,7 +32,7 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import BasicVariantGenerator
 
-from services.common.config import ConfigError, rebuild, require
+from services.common.config import ConfigError, rebuild, require, resolve_auto_resume
 from services.common.metrics import MetricSet
 from services.common.progress import log
 from services.common.rundir import RunDir
@@ -123,14 +123,18 @@ def experiment_path(run_dir: RunDir) -> str:
     return run_dir.path(EXPERIMENT)
 
 
-def check_resume(run_dir: RunDir, resume: bool) -> None:
-    """ConfigError when --resume finds nothing, or a fresh sweep would overwrite one."""
+def check_resume(run_dir: RunDir, args: Any) -> None:
+    """Settle ``args.resume`` (--auto-resume: whether there is a sweep to resume); ConfigError when --resume finds
+    nothing, or a fresh sweep would overwrite one."""
     exists = run_dir.exists(EXPERIMENT) and tune.Tuner.can_restore(
         experiment_path(run_dir), storage_filesystem=None if run_dir.is_local else run_dir.fs)
+    resolve_auto_resume(args, exists)
+    resume = args.resume
     if resume and not exists:
         raise ConfigError(f"--resume: no sweep to resume in --run-dir {run_dir.uri!r}")
     if not resume and run_dir.exists(EXPERIMENT):
-        raise ConfigError(f"--run-dir {run_dir.uri!r} already holds a sweep: pass --resume or use a new run-dir")
+        raise ConfigError(f"--run-dir {run_dir.uri!r} already holds a sweep: pass --resume (or --auto-resume) or "
+                          "use a new run-dir")
 
 
 class SweepMetrics(tune.Callback):

@@ -134,3 +134,13 @@ def test_staleness_bound_drops_old_gradients(ray_local, tmp_path):
                       max_staleness=1, eval_every_frames=10**9, eval_episodes=2))
     assert res["staleness_max"] <= 1  # applied gradients respect the bound
     assert res["grads_applied"] + res["grads_dropped"] == pytest.approx(res["frames"] / 40, abs=3)
+
+
+def test_auto_resume_starts_afresh_then_resumes_the_same_command(ray_local, tmp_path):
+    """What a retried RayJob does: the same `--auto-resume` command twice on one run-dir."""
+    kw = {"auto_resume": True, "target_return": None, "checkpoint_every": 20, "eval_episodes": 2}
+    first = train(_args(tmp_path, max_frames=8_000, **kw))
+    assert first["resumed_from_version"] == -1
+    second = train(_args(tmp_path, max_frames=16_000, **kw))
+    assert second["resumed_from_version"] == first["grads_applied"]  # the last checkpoint is the final one
+    assert second["frames"] >= 16_000 > first["frames"]

@@ -69,3 +69,15 @@ def test_a_process_that_dies_outright_is_a_restartable_death_but_an_exception_is
     with pytest.raises(ray.exceptions.RayTaskError) as err:
         ray.get(raises.remote())
     assert not isinstance(err.value, process_deaths())
+
+
+def test_auto_resume_starts_afresh_then_resumes_the_same_command(ray_local, tmp_path, caplog):
+    """What a retried RayJob does: the same `--auto-resume` command twice on one run-dir."""
+    def args(epochs: int) -> TrainArgs:
+        return TrainArgs(run_dir=str(tmp_path / "run"), epochs=epochs, n_train=40, n_val=4, batch_frames=4000,
+                         procs=1, hidden=16, proj=16, channels=4, layers=1, auto_resume=True)
+
+    first = train(args(1))
+    second = train(args(2))
+    assert (first["epochs"], second["epochs"]) == (1, 2) and second["steps"] > first["steps"]
+    assert f"resumed at epoch 1, step {first['steps']}" in caplog.text

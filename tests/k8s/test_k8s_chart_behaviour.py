@@ -187,11 +187,20 @@ def test_job_defaults_equal_the_ray_job_specs(chart_copy):
 def test_job_entrypoints_quote_and_format_arguments(render_set):
     jobs = {j["metadata"]["labels"]["raydojo.io/job"]: j for j in by_kind(render_set("ci")["docs"], "RayJob")}
     assert jobs["asr"]["spec"]["entrypoint"] == (
-        "dojo asr train --note 'two words' --voices en-us en-gb --run-dir /mnt/dojo/runs/asr")
+        "dojo asr train --auto-resume --note 'two words' --voices en-us en-gb --run-dir /mnt/dojo/runs/asr")
     a3c = jobs["a3c"]["spec"]["entrypoint"]
     assert "--max-frames 2000000 " in a3c and "e+" not in a3c  # no scientific notation
     assert " --lstm " in a3c and "--ps-gpus 0.5" in a3c
     assert jobs["explain"]["spec"]["entrypoint"].endswith("--run-dir /mnt/dojo/models/explain-latest")
+
+
+def test_jobs_auto_resume_so_that_a_retry_goes_on_from_its_checkpoints(chart_copy):
+    docs = ct.render(chart_copy, {"jobs": {"asr": {"enabled": True, "autoResume": False}}})["docs"]
+    jobs = {j["metadata"]["labels"]["raydojo.io/job"]: j["spec"] for j in by_kind(docs, "RayJob")}
+    assert jobs["a3c"]["entrypoint"].startswith("dojo a3c train --auto-resume ") and jobs["a3c"]["backoffLimit"] == 2
+    assert "--auto-resume" not in jobs["asr"]["entrypoint"]  # a job can turn it off
+    docs = ct.render(chart_copy, {"jobDefaults": {"autoResume": False}})["docs"]
+    assert "--auto-resume" not in one(docs, "RayJob")["spec"]["entrypoint"]
 
 
 def test_jobs_get_their_own_cluster_with_overrides(render_set):

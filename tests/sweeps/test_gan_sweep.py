@@ -1,4 +1,4 @@
-"""`dojo sweep gan`: a tiny 4-trial ASHA sweep, bad configs, and kill-then-`--resume`."""
+"""`dojo sweep gan`: a tiny 4-trial ASHA sweep, bad configs, and kill-then-`--auto-resume`."""
 
 from __future__ import annotations
 
@@ -87,7 +87,9 @@ def test_asha_sweep_best_beats_worst(tmp_path, ray_tmp):
 
 def test_killed_sweep_resumes_and_completes(tmp_path, ray_tmp):
     run = tmp_path / "resume"
-    argv = [*TINY, "--scheduler", "none", "--num-samples", "2", "--max-iters", "6", "--run-dir", str(run)]
+    # the same command twice, as a retried RayJob runs it: --auto-resume starts afresh, then resumes
+    argv = [*TINY, "--scheduler", "none", "--num-samples", "2", "--max-iters", "6", "--run-dir", str(run),
+            "--auto-resume"]
     proc = subprocess.Popen(sweep_cmd(*argv), cwd=REPO, env=_env(ray_tmp), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 800
@@ -101,7 +103,7 @@ def test_killed_sweep_resumes_and_completes(tmp_path, ray_tmp):
         proc.wait()
         _kill_ray_under(ray_tmp)
     assert not (run / "result.json").exists()
-    p = subprocess.run(sweep_cmd(*argv, "--resume"), capture_output=True, text=True, cwd=REPO,
+    p = subprocess.run(sweep_cmd(*argv), capture_output=True, text=True, cwd=REPO,
                        env=_env(ray_tmp), timeout=900)
     assert p.returncode == 0, p.stderr[-3000:]
     assert "resuming the sweep" in p.stderr
