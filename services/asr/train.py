@@ -6,6 +6,8 @@
 The learning-rate schedule runs over whichever budget ends first, ``--epochs`` or
 ``--max-minutes``, so a busy machine still finishes its schedule (with fewer steps) on time.
 ``--gpus G`` runs the same loop as a Ray task holding G GPUs (fractions allowed), on CUDA.
+A training process that dies (or the task's worker) is started again from the newest checkpoint, up to
+``--max-restarts`` times; ``--auto-resume`` lets the same command run again after the whole job died.
 """
 
 from __future__ import annotations
