@@ -146,6 +146,9 @@ class ParameterServer:
     def _step(self, grads: list[np.ndarray], scale: float) -> None:
         g = grads[0] if len(grads) == 1 else np.sum(grads, axis=0)  # (P,)
         set_flat_grad(self.model, g * scale if scale != 1.0 else g)
+        if self.args.lr_warmup:  # linear warm-up over the first updates (the version counts them)
+            for group in self.opt.param_groups:
+                group["lr"] = self.args.lr * min(1.0, (self.version + 1) / self.args.lr_warmup)
         self.opt.step()
         self.version += 1
         self._weights = (self.version, get_flat(self.model))

@@ -71,10 +71,16 @@ class TrainArgs:
     """Discount factor."""
     gae_lambda: float = 1.0
     """1.0 = the paper's k-step returns; < 1 uses GAE(λ) advantages."""
-    optimizer: Literal["rmsprop", "adam"] = "rmsprop"
-    """Server optimizer; its statistics are shared by all workers."""
-    lr: float = 1e-3
-    """Learning rate."""
+    optimizer: Literal["rmsprop", "adam"] | None = None
+    """Server optimizer; its statistics are shared by all workers (default: Adam for Atari, RMSProp otherwise:
+    with RMSProp at 7e-4 or 1e-3 the Atari network's first layer died within a few thousand updates, below)."""
+    lr: float | None = None
+    """Learning rate (default: 1e-4 for Atari, as in the paper's range and public A3C ports; 1e-3 otherwise)."""
+    lr_warmup: int | None = None
+    """Server updates over which the learning rate rises linearly from 0 to --lr (default: 1000 for Atari, 0
+    otherwise). RMSProp's statistics start at zero, so its first steps move every weight by ~10 × lr: on Atari
+    frames (no pixel is ever black in Pong) that shifted the first convolution's filters together and left all
+    of them dead (ReLU never positive) within 25 updates — the network never learnt."""
     rms_alpha: float = 0.99
     """RMSProp decay α."""
     rms_eps: float = 1e-5
@@ -119,6 +125,10 @@ class TrainArgs:
         require(self.t_max >= 1, f"--t-max must be >= 1 (got {self.t_max})")
         require(0.0 < self.gamma <= 1.0, f"--gamma must be in (0, 1] (got {self.gamma})")
         require(0.0 <= self.gae_lambda <= 1.0, f"--gae-lambda must be in [0, 1] (got {self.gae_lambda})")
+        if self.optimizer is None:
+            self.optimizer = "adam" if is_atari(self.env) else "rmsprop"
+        if self.lr is None:
+            self.lr = 1e-4 if is_atari(self.env) else 1e-3
         require(self.lr > 0, f"--lr must be > 0 (got {self.lr})")
         require(self.ps_gpus >= 0, f"--ps-gpus must be >= 0 (got {self.ps_gpus})")
         require(self.worker_cpus >= 0, f"--worker-cpus must be >= 0 (got {self.worker_cpus})")
@@ -129,6 +139,9 @@ class TrainArgs:
         check_env_id(self.env)
         if self.clip_rewards is None:
             self.clip_rewards = is_atari(self.env)
+        if self.lr_warmup is None:
+            self.lr_warmup = 1000 if is_atari(self.env) else 0
+        require(self.lr_warmup >= 0, f"--lr-warmup must be >= 0 (got {self.lr_warmup})")
 
 
 class Driver:

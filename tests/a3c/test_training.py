@@ -144,3 +144,32 @@ def test_auto_resume_starts_afresh_then_resumes_the_same_command(ray_local, tmp_
     second = train(_args(tmp_path, max_frames=16_000, **kw))
     assert second["resumed_from_version"] == first["grads_applied"]  # the last checkpoint is the final one
     assert second["frames"] >= 16_000 > first["frames"]
+
+
+def _live_first_layer_filters(model, frames) -> int:
+    """Filters of the first convolution that are positive somewhere on some of ``frames`` (uint8, (B, 4, 84, 84))."""
+    import torch
+
+    with torch.no_grad():
+        h = model.trunk[1](model.trunk[0](model._prepare(torch.from_numpy(frames))))  # conv 16·8×8/4 → ReLU
+    return int((h > 0).flatten(2).any(-1).any(0).sum())
+
+
+def test_atari_defaults_keep_the_first_convolution_alive(ray_local, tmp_path):
+    """With RMSProp at 7e-4 (OpenAI A2C's recipe) or 1e-3, every filter of the Pong network's first layer went dead
+    (never positive on any frame) within 25-5000 updates and the network never learnt (bench/README.md, "A3C on
+    Pong"). The Atari defaults (Adam 1e-4, 1000 warm-up updates) must keep most of them alive."""
+    import numpy as np
+
+    from services.a3c.envs import VecEnv
+    from services.a3c.evaluate import load_run_policy
+
+    env = VecEnv("ALE/Pong-v5", 8, seed=5, train=False)
+    env.reset()
+    frames = np.concatenate([env.step(np.random.default_rng(t).integers(0, 6, 8))[0] for t in range(160)][::20])
+    res = train(_args(tmp_path, env="ALE/Pong-v5", workers=2, max_frames=240_000, target_return=None,
+                      eval_episodes=1, eval_every_frames=10**9))
+    assert res["grads_applied"] >= 1400  # 240k frames = 1 500 updates of 2 × 8 environments × 5 steps × 4 frames
+    model, _ = load_run_policy(RunDir(str(tmp_path / "run")))
+    alive = _live_first_layer_filters(model, frames)
+    assert alive >= 8, f"only {alive}/16 first-layer filters alive after {res['grads_applied']} updates"
