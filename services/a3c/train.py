@@ -73,7 +73,7 @@ class TrainArgs:
     """1.0 = the paper's k-step returns; < 1 uses GAE(λ) advantages."""
     optimizer: Literal["rmsprop", "adam"] | None = None
     """Server optimizer; its statistics are shared by all workers (default: Adam for Atari, RMSProp otherwise:
-    with RMSProp at 7e-4 or 1e-3 the Atari network's first layer died within a few thousand updates, below)."""
+    with RMSProp at 7e-4 or 1e-3 the Atari network's first layer died within a few thousand updates; docs/a3c.md)."""
     lr: float | None = None
     """Learning rate (default: 1e-4 for Atari, as in the paper's range and public A3C ports; 1e-3 otherwise)."""
     lr_warmup: int | None = None
