@@ -79,8 +79,9 @@ class TrainArgs:
     lr_warmup: int | None = None
     """Server updates over which the learning rate rises linearly from 0 to --lr (default: 1000 for Atari, 0
     otherwise). RMSProp's statistics start at zero, so its first steps move every weight by ~10 × lr: on Atari
-    frames (no pixel is ever black in Pong) that shifted the first convolution's filters together: 13 of 16 were
-    dead (ReLU never positive) after 25 updates at 7e-4, all of them by 300, and the network never learnt."""
+    frames (no pixel is ever black in Pong) that shifted the first convolution's filters together: of 16, 12 were
+    alive at the start, 3 after 25 updates at 7e-4 and none after 300 (ReLU never positive), and the network
+    never learnt."""
     rms_alpha: float = 0.99
     """RMSProp decay α."""
     rms_eps: float = 1e-5
