@@ -10,6 +10,7 @@ A capability (ASR, explain, embed, graph) lives in ``services/<area>/serve.py`` 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from pathlib import Path
@@ -100,11 +101,7 @@ class _RetryingMethod:
                                f"in a row): Serve is starting a new one; retry shortly") from exc
                 log.warning("%s.%s: the replica died mid-call (%s); sending it again (%d of %d)", self._name,
                             self._method, type(exc).__name__, attempt + 1, RetryingHandle.RETRIES)
-                if not _retry_metrics:
-                    from services.common.metrics import MetricSet
-
-                    _retry_metrics.append(MetricSet([RESENT], {}))
-                _retry_metrics[0].inc(RESENT, 1, {"capability": self._name, "method": self._method})
+                _resent_metrics().inc(RESENT, 1, {"capability": self._name, "method": self._method})
 
 
 class BadInput(Exception):
@@ -130,4 +127,11 @@ LATENCY = define(
 )
 RESENT = define("dojo_serve_model_calls_resent", "counter",
                 "Model deployment calls sent again because the replica answering them died", ("capability", "method"))
-_retry_metrics: list[Any] = []  # this process's MetricSet for RESENT, made on first use
+
+
+@functools.cache
+def _resent_metrics():
+    """This process's MetricSet for RESENT, made on first use (Ray metrics need a connected worker)."""
+    from services.common.metrics import MetricSet
+
+    return MetricSet([RESENT], {})
