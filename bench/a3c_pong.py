@@ -42,17 +42,19 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--max-grad-norm", type=float, default=40.0)
     ap.add_argument("--max-minutes", type=float, default=None, help="stop training after this long")
+    ap.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
     a = ap.parse_args()
     setup_logging()  # progress lines with rate and ETA, greedy evaluations
     args = TrainArgs(env="ALE/Pong-v5", workers=a.workers, max_frames=a.max_frames, target_return=a.target,
                      run_dir=a.run_dir, envs_per_worker=a.envs_per_worker, t_max=a.t_max, optimizer=a.optimizer,
                      lr=a.lr, max_grad_norm=a.max_grad_norm, entropy_coef=0.01, eval_every_frames=1_000_000,
-                     eval_episodes=3, checkpoint_every=2000, ps_gpus=a.ps_gpus, max_minutes=a.max_minutes)
+                     eval_episodes=3, checkpoint_every=2000, ps_gpus=a.ps_gpus, max_minutes=a.max_minutes,
+                     resume=a.resume)
     args.validate()
     t0 = time.monotonic()
     res = train(args)
-    out = {"wall_s": time.monotonic() - t0, "frames": res["frames"], "eval_return_mean": res["eval_return_mean"],
-           "target_reached": res["target_reached"], "workers": a.workers, "cores": os.cpu_count()}
+    out = {"wall_s": time.monotonic() - t0, "wall_s_total": res["wall_s_total"], "frames": res["frames"],
+           "eval_return_mean": res["eval_return_mean"], "target_reached": res["target_reached"], "workers": a.workers, "cores": os.cpu_count()}
     Path(a.run_dir, "bench_pong.json").write_text(json.dumps(out, indent=2))
     print(json.dumps(out))
 

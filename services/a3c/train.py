@@ -236,10 +236,12 @@ class Driver:
         if a.resume:
             log.info("resumed from checkpoint at version %s (%d frames)", start["version"], start["frames"])
         frames = start["frames"]
+        if a.resume:
+            self._load_curve(frames)
         self.next_eval = frames + a.eval_every_frames
         weights = self.ps.get_weights.remote()
         t_loop = time.monotonic()
-        with Progress(f"A3C {a.mode} {a.env}", total=a.max_frames, unit="frames") as bar:
+        with Progress(f"A3C {a.mode} {a.env}", total=a.max_frames, unit="frames", initial=frames) as bar:
             if a.mode == "async":
                 frames, weights = self._loop_async(frames, weights, bar)
             else:
@@ -350,6 +352,15 @@ class Driver:
         """Mean return of the last 100 training episodes (0 before the first one ends)."""
         recent = self.curve_train[-100:]
         return float(np.mean([r for _, r in recent])) if recent else 0.0
+
+    def _load_curve(self, frames: int) -> None:
+        """A resumed run's curve continues the one it was resumed from, up to the checkpoint's frames
+        (what came later is trained again)."""
+        if not self.run_dir.exists("learning_curve.json"):
+            return
+        old = self.run_dir.read_json("learning_curve.json")
+        self.curve_train = [(int(f), float(r)) for f, r in old.get("train", []) if f <= frames]
+        self.curve_eval = [(int(f), float(r)) for f, r in old.get("eval", []) if f <= frames]
 
     def _save_curve(self) -> None:
         """learning_curve.png (training episode returns, their running mean over 100, greedy

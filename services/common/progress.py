@@ -17,11 +17,15 @@ def setup_logging(level: int = logging.INFO) -> None:
 
 
 class Progress:
-    """``with Progress("a3c", total=frames, unit="frames") as p: p.update(n, return=...)``."""
+    """``with Progress("a3c", total=frames, unit="frames") as p: p.update(n, return=...)``.
 
-    def __init__(self, description: str, total: float, unit: str = "it", every_s: float = 10.0):
+    ``initial`` is where a resumed run starts: the bar starts there, and the rate and ETA count only
+    what this run did."""
+
+    def __init__(self, description: str, total: float, unit: str = "it", every_s: float = 10.0,
+                 initial: float = 0.0):
         self.description, self.total, self.unit, self.every_s = description, total, unit, every_s
-        self.done = 0.0
+        self.initial = self.done = initial
         self._bar = None
         self._start = self._last_log = time.monotonic()
 
@@ -47,7 +51,8 @@ class Progress:
                 transient=False,
             )
             self._bar.__enter__()
-            self._task = self._bar.add_task(self.description, total=self.total, rate="", info="")
+            self._task = self._bar.add_task(self.description, total=self.total, completed=self.initial, rate="",
+                                            info="")
         return self
 
     def set_total(self, total: float) -> None:
@@ -59,7 +64,7 @@ class Progress:
     def update(self, completed: float, **info: float | int | str) -> None:
         self.done = completed
         elapsed = max(time.monotonic() - self._start, 1e-9)
-        rate = completed / elapsed
+        rate = (completed - self.initial) / elapsed
         text = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in info.items())
         if self._bar is not None:
             self._bar.update(self._task, completed=min(completed, self.total), rate=f"{rate:,.0f} {self.unit}/s", info=text)

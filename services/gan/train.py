@@ -85,7 +85,7 @@ def train(name: str, args) -> dict:
     if initial is None:
         initial = model.evaluate()
     t0, train_s, metrics, losses = time.time(), 0.0, dict(initial), {}
-    with Progress(f"gan {name}", total=args.iters, unit="it") as bar:
+    with Progress(f"gan {name}", total=args.iters, unit="it", initial=start) as bar:
         for it in range(start, args.iters):
             losses = run_iteration(model, args.steps_per_iter)
             train_s += losses["iter_s"]

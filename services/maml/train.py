@@ -233,7 +233,7 @@ class Trainer:
         start, t_last, it_last = time.monotonic(), time.monotonic(), self.iteration
         wall_before = self.train_wall_s
         last_val = float("nan")
-        with Progress(f"{a.algo} {a.task}", total=a.iterations, unit="meta-it") as bar:
+        with Progress(f"{a.algo} {a.task}", total=a.iterations, unit="meta-it", initial=self.iteration) as bar:
             while self.iteration < a.iterations:
                 batch = self.sample("train", a.meta_batch, a.shots, a.queries, self.gen)
                 stats = self.learner.step(batch)

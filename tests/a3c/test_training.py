@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -141,9 +142,16 @@ def test_auto_resume_starts_afresh_then_resumes_the_same_command(ray_local, tmp_
     kw = {"auto_resume": True, "target_return": None, "checkpoint_every": 20, "eval_episodes": 2}
     first = train(_args(tmp_path, max_frames=8_000, **kw))
     assert first["resumed_from_version"] == -1
+    first_curve = json.loads((tmp_path / "run" / "learning_curve.json").read_text())
     second = train(_args(tmp_path, max_frames=16_000, **kw))
     assert second["resumed_from_version"] == first["grads_applied"]  # the last checkpoint is the final one
     assert second["frames"] >= 16_000 > first["frames"]
+    # the resumed run's learning curve continues the first one's
+    curve = json.loads((tmp_path / "run" / "learning_curve.json").read_text())
+    first_eval = first_curve["eval"]
+    assert curve["eval"][: len(first_eval)] == first_eval and len(curve["eval"]) > len(first_eval)
+    assert curve["train"][: len(first_curve["train"])] == first_curve["train"]
+    assert max(f for f, _ in curve["train"]) > first["frames"]
 
 
 def _live_first_layer_filters(model, frames) -> int:

@@ -135,3 +135,19 @@ def test_ray_session_leaves_a_running_ray_up(ray_local):
     with ray_session() as resources:
         assert resources["CPU"] == cpus  # the running cluster, not a new one
     assert ray_local.is_initialized() and ray_local.cluster_resources()["CPU"] == cpus
+
+
+def test_progress_of_a_resumed_run_counts_only_its_own_work(caplog, monkeypatch):
+    """A run resumed at 90 of 100 shows 90 done, and its rate and ETA come from what it did since."""
+    import logging
+
+    from services.common import progress
+
+    clock = [1000.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    caplog.set_level(logging.INFO, logger="dojo")
+    with progress.Progress("job", total=100, unit="it", every_s=0.0, initial=90) as bar:
+        assert bar.done == 90
+        clock[0] += 5.0
+        bar.update(95)
+    assert "95/100 it (95.0%) 1 it/s ETA 5s" in caplog.text
