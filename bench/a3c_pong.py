@@ -54,7 +54,8 @@ def main() -> None:
     t0 = time.monotonic()
     res = train(args)
     out = {"wall_s": time.monotonic() - t0, "wall_s_total": res["wall_s_total"], "frames": res["frames"],
-           "eval_return_mean": res["eval_return_mean"], "target_reached": res["target_reached"], "workers": a.workers, "cores": os.cpu_count()}
+           "eval_return_mean": res["eval_return_mean"], "target_reached": res["target_reached"],
+           "workers": a.workers, "cores": os.cpu_count()}
     Path(a.run_dir, "bench_pong.json").write_text(json.dumps(out, indent=2))
     print(json.dumps(out))
 

@@ -126,11 +126,6 @@ class TrainArgs:
         require(self.t_max >= 1, f"--t-max must be >= 1 (got {self.t_max})")
         require(0.0 < self.gamma <= 1.0, f"--gamma must be in (0, 1] (got {self.gamma})")
         require(0.0 <= self.gae_lambda <= 1.0, f"--gae-lambda must be in [0, 1] (got {self.gae_lambda})")
-        if self.optimizer is None:
-            self.optimizer = "adam" if is_atari(self.env) else "rmsprop"
-        if self.lr is None:
-            self.lr = 1e-4 if is_atari(self.env) else 1e-3
-        require(self.lr > 0, f"--lr must be > 0 (got {self.lr})")
         require(self.ps_gpus >= 0, f"--ps-gpus must be >= 0 (got {self.ps_gpus})")
         require(self.worker_cpus >= 0, f"--worker-cpus must be >= 0 (got {self.worker_cpus})")
         require(self.max_staleness >= 0, f"--max-staleness must be >= 0 (got {self.max_staleness})")
@@ -138,11 +133,21 @@ class TrainArgs:
         require(self.eval_episodes >= 1, f"--eval-episodes must be >= 1 (got {self.eval_episodes})")
         require(self.max_grad_norm > 0, f"--max-grad-norm must be > 0 (got {self.max_grad_norm})")
         check_env_id(self.env)
-        if self.clip_rewards is None:
-            self.clip_rewards = is_atari(self.env)
-        if self.lr_warmup is None:
-            self.lr_warmup = 1000 if is_atari(self.env) else 0
+        atari = is_atari(self.env)
+        for name, (atari_value, other_value) in ENV_DEFAULTS.items():
+            if getattr(self, name) is None:
+                setattr(self, name, atari_value if atari else other_value)
+        require(self.lr > 0, f"--lr must be > 0 (got {self.lr})")
         require(self.lr_warmup >= 0, f"--lr-warmup must be >= 0 (got {self.lr_warmup})")
+
+
+# The arguments whose default (None) depends on --env: (value for ALE Atari ids, value otherwise).
+ENV_DEFAULTS: dict[str, tuple[Any, Any]] = {
+    "optimizer": ("adam", "rmsprop"),
+    "lr": (1e-4, 1e-3),
+    "lr_warmup": (1000, 0),
+    "clip_rewards": (True, False),
+}
 
 
 class Driver:
@@ -233,10 +238,9 @@ class Driver:
         a = self.args
         t0 = time.monotonic()
         start = ray.get(self.ps.summary.remote())
-        if a.resume:
-            log.info("resumed from checkpoint at version %s (%d frames)", start["version"], start["frames"])
         frames = start["frames"]
         if a.resume:
+            log.info("resumed from checkpoint at version %s (%d frames)", start["version"], frames)
             self._load_curve(frames)
         self.next_eval = frames + a.eval_every_frames
         weights = self.ps.get_weights.remote()

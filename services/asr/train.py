@@ -292,7 +292,8 @@ def fit(args: TrainArgs, run_dir_uri: str, device: str, rank: int = 0, world: in
     val_wer = history[-1]["val_wer"] if history else float("nan")
     bf16 = use_bf16(args.precision, device)
     inter_w = args.inter_ctc if args.layers > 1 else 0.0
-    with Progress("asr train", total=total_steps, unit="steps", initial=step) if rank == 0 else contextlib.nullcontext() as bar:
+    shown = Progress("asr train", total=total_steps, unit="steps", initial=step) if rank == 0 else contextlib.nullcontext()
+    with shown as bar:
         epoch = epoch0
         done = progress()
         clock = time.monotonic()  # trained_s: wall clock of the loop (steps, batch waits, validation, checkpoints)
