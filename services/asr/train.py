@@ -15,6 +15,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
+import signal
+import sys
 import time
 from typing import Any, Literal
 
@@ -365,10 +368,25 @@ def fit(args: TrainArgs, run_dir_uri: str, device: str, rank: int = 0, world: in
     return result
 
 
-def _fit_process(rank: int, world: int, port: int, args: TrainArgs, run_dir_uri: str, results) -> None:
+def die_with_parent(parent: int) -> None:
+    """Linux: have the kernel SIGKILL this process when the one that spawned it dies (PR_SET_PDEATHSIG).
+
+    Without it, a `dojo asr train` killed by a supervisor, a container runtime or a test's timeout left its
+    training processes running as orphans, still writing checkpoints and model.pt into the run-dir."""
+    import ctypes
+
+    if not sys.platform.startswith("linux"):
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the line above
+        os._exit(1)
+
+
+def _fit_process(rank: int, world: int, port: int, args: TrainArgs, run_dir_uri: str, results, parent: int) -> None:
     """One data-parallel training process (torch.multiprocessing.spawn target)."""
     import torch.distributed as dist
 
+    die_with_parent(parent)
     torch.set_num_threads(args.threads or 1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
@@ -391,7 +409,8 @@ def fit_processes(args: TrainArgs, run_dir_uri: str) -> dict[str, Any]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     results = mp.get_context("spawn").SimpleQueue()
-    mp.spawn(_fit_process, args=(args.procs, port, args, run_dir_uri, results), nprocs=args.procs, join=True)
+    mp.spawn(_fit_process, args=(args.procs, port, args, run_dir_uri, results, os.getpid()), nprocs=args.procs,
+             join=True)
     return results.get()
 
 

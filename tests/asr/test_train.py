@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
+import subprocess
 import threading
 import time
 
@@ -15,12 +17,18 @@ import ray
 from services.asr.train import TrainArgs, process_deaths, train
 from services.common import checkpoint
 from services.common.rundir import RunDir
+from tests.conftest import BIN, REPO
 
 
-def _training_processes() -> list[psutil.Process]:
-    """The data-parallel processes torch.multiprocessing.spawn started from this one."""
-    return [p for p in psutil.Process().children(recursive=True)
-            if any("spawn_main" in a for a in p.cmdline()) and "resource_tracker" not in " ".join(p.cmdline())]
+def _training_processes(root: psutil.Process | None = None) -> list[psutil.Process]:
+    """The data-parallel processes torch.multiprocessing.spawn started from ``root`` (this process by default)."""
+    found = []
+    for p in (root or psutil.Process()).children(recursive=True):
+        with contextlib.suppress(psutil.Error):  # a process may end while we look
+            cmd = " ".join(p.cmdline())
+            if "spawn_main" in cmd and "resource_tracker" not in cmd:
+                found.append(p)
+    return found
 
 
 def test_a_killed_training_process_is_restarted_from_the_newest_checkpoint(ray_local, tmp_path, capfd, caplog):
@@ -81,3 +89,29 @@ def test_auto_resume_starts_afresh_then_resumes_the_same_command(ray_local, tmp_
     second = train(args(2))
     assert (first["epochs"], second["epochs"]) == (1, 2) and second["steps"] > first["steps"]
     assert f"resumed at epoch 1, step {first['steps']}" in caplog.text
+
+
+def test_killing_dojo_asr_train_ends_its_training_processes_too(tmp_path):
+    """A supervisor or a timeout that SIGKILLs the CLI must not leave its training processes behind as orphans that go
+    on writing checkpoints and model.pt into the run-dir (they did, until each one asked the kernel for SIGKILL on
+    its parent's death)."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    cli = subprocess.Popen([str(BIN / "dojo"), "asr", "train", "--run-dir", str(tmp_path / "run"), "--epochs", "100",
+                            "--n-train", "300", "--n-val", "8", "--batch-frames", "4000", "--hidden", "64",
+                            "--proj", "64"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=REPO)
+    procs: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 240
+        while len(procs) < 2 and cli.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+            procs = _training_processes(psutil.Process(cli.pid))
+        assert len(procs) == 2, f"expected 2 training processes under the CLI, found {len(procs)}"
+        cli.kill()
+        cli.wait(timeout=30)
+        _, alive = psutil.wait_procs(procs, timeout=20)
+        assert not alive, f"training processes outlived the killed CLI: {[p.pid for p in alive]}"
+    finally:
+        cli.kill()
+        for p in procs:
+            with contextlib.suppress(psutil.Error):
+                p.kill()
