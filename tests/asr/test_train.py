@@ -89,6 +89,9 @@ def test_auto_resume_starts_afresh_then_resumes_the_same_command(ray_local, tmp_
     second = train(args(2))
     assert (first["epochs"], second["epochs"]) == (1, 2) and second["steps"] > first["steps"]
     assert f"resumed at epoch 1, step {first['steps']}" in caplog.text
+    # the CPU is on record: what a wall-clock budget buys depends on it
+    with open("/proc/cpuinfo") as f:
+        assert first["cpu"].split(" (")[0] in f.read()
 
 
 def test_killing_dojo_asr_train_ends_its_training_processes_too(tmp_path):
