@@ -211,9 +211,13 @@ def cpu_name() -> str:
             info = f.read()
     except OSError:
         return "unknown"
-    name = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "unknown")
-    flags = set(next((ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), []))
+    fields: dict[str, str] = {}
+    for line in info.splitlines():  # the first CPU's block is enough
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    flags = set(fields.get("flags", "").split())
     isa = next((f for f in ("amx_bf16", "avx512_bf16", "avx512f", "avx2") if f in flags), "")
+    name = fields.get("model name", "unknown")
     return f"{name} ({isa})" if isa else name
 
 
