@@ -233,6 +233,7 @@ EspeakCall = tuple[str, str, int, int, int, int]  # text, voice, rate, pitch, pi
 def _synth_all(calls: list[EspeakCall]) -> np.ndarray:
     """(In ``espeak_batch``'s child.) Every call's samples in order, packed: the n lengths, then the samples."""
     e = espeak()
+    ctypes.CDLL(None).srand(1)  # its breath and Klatt noise come from libc's rand(), whose state forks inherit
     out = [e.synth(*c) for c in calls]
     return np.concatenate([np.asarray([len(x) for x in out], np.float32), *out])
 
