@@ -23,9 +23,9 @@ class DataArgs:
     """Training utterances (training accents and variants)."""
     n_val: int = 300
     """Validation utterances (training voices)."""
-    n_test: int = 600
-    """Test utterances (held-out accents and/or variants)."""
-    n_other: int = 300
+    n_test: int = 3000
+    """Test utterances (held-out accents and/or variants; the size `dojo asr eval` reads by default)."""
+    n_other: int = 1000
     """Utterances of the other synthesiser (flite), never used in training."""
     workers: int = 0
     """Ray tasks rendering at a time (0 = the cluster's CPU count)."""
