@@ -95,6 +95,9 @@ class TrainArgs:
     """Speed-perturbation rates are drawn from [1 − speed, 1 + speed]."""
     spec_augment: bool = True
     """SpecAugment (frequency and time masks) on top of --augment."""
+    mix_speech: float = 0.0
+    """Share of training utterances with another training utterance mixed under them: an interfering talker
+    8-25 dB below, in the log-mel power domain, new each epoch (run e49: 0.2; not yet the recipe)."""
     procs: int = 2
     """Data-parallel training processes on CPU (torch.distributed, gloo), each with --threads threads."""
     threads: int = 1
@@ -124,6 +127,7 @@ class TrainArgs:
                 "--channels, --proj, --hidden and --layers must be >= 1")
         require(0 <= self.dropout < 1, f"--dropout must be in [0, 1) (got {self.dropout})")
         require(0 <= self.vtlp < 0.5 and 0 <= self.speed < 0.5, "--vtlp and --speed must be in [0, 0.5)")
+        require(0 <= self.mix_speech < 1, f"--mix-speech must be in [0, 1) (got {self.mix_speech})")
         require(self.threads >= 0, f"--threads must be >= 0 (got {self.threads})")
         require(self.procs >= 1, f"--procs must be >= 1 (got {self.procs})")
         require(self.max_restarts >= 0, f"--max-restarts must be >= 0 (got {self.max_restarts})")
@@ -165,6 +169,17 @@ def augment(f: torch.Tensor, args: TrainArgs, rng: np.random.Generator) -> torch
     return features.spec_augment(f, rng) if args.augment and args.spec_augment else f
 
 
+def mix_talker(f: torch.Tensor, g: torch.Tensor, snr_db: float, rng: np.random.Generator) -> torch.Tensor:
+    """Raw log-mel ``f`` (T, F) with raw log-mel ``g`` mixed under it at ``snr_db`` (mean power ratio), in the power
+    domain; ``g`` is tiled or cropped (at a random offset) to T frames."""
+    T = f.shape[0]
+    if g.shape[0] < T:
+        g = g.repeat(-(-T // g.shape[0]), 1)
+    start = int(rng.integers(0, g.shape[0] - T + 1))
+    p, q = f.exp(), g[start:start + T].exp()
+    return (p + q * (p.mean() / q.mean() / 10 ** (snr_db / 10))).log()
+
+
 class BatchSet(torch.utils.data.Dataset):
     """Batch ``i`` of an epoch, augmented with its own seed (the same batches whichever process builds them)."""
 
@@ -181,8 +196,14 @@ class BatchSet(torch.utils.data.Dataset):
     def __getitem__(self, i: int):
         rng = np.random.default_rng([self.args.seed, self.epoch, i])
         idx = self.batches[i]
-        x, x_len = pad_batch([augment(torch.from_numpy(self.split.features(j).astype(np.float32)), self.args, rng)
-                              for j in idx])
+        feats = []
+        for j in idx:
+            f = torch.from_numpy(self.split.features(j).astype(np.float32))
+            if self.args.mix_speech > 0 and rng.random() < self.args.mix_speech:
+                g = torch.from_numpy(self.split.features(int(rng.integers(len(self.split)))).astype(np.float32))
+                f = mix_talker(f, g, float(rng.uniform(8, 25)), rng)
+            feats.append(augment(f, self.args, rng))
+        x, x_len = pad_batch(feats)
         tgt = [self.targets[j] for j in idx]
         return x, x_len, torch.cat(tgt), torch.tensor([len(t) for t in tgt])
 

@@ -98,3 +98,24 @@ def test_resampling_keeps_a_tone():
         peak_hz = spec.argmax() * 16_000 / len(y[1000:-1000])
         assert abs(peak_hz - 1000) < 2
         assert abs(np.sqrt(np.mean(y[1000:-1000] ** 2)) - np.sqrt(0.5)) < 0.01
+
+
+def test_mixing_a_talker_under_the_features_adds_powers_as_mixing_the_waveforms_does():
+    """--mix-speech mixes another utterance's log-mel under one's own in the power domain: the same, up to the
+    cross terms, as mixing the waveforms at that power ratio and taking the log-mel of the sum."""
+    from services.asr.train import mix_talker
+
+    rng = np.random.default_rng(0)
+    t = np.arange(16_000) / 16_000
+    x = (0.3 * np.sin(2 * np.pi * (200 + 300 * t) * t)).astype(np.float32)  # a chirp
+    y = rng.standard_normal(16_000).astype(np.float32)
+    fx, fy = F.log_mel(x), F.log_mel(y)
+    snr = 10.0
+    mixed = mix_talker(fx, fy, snr, np.random.default_rng(1))
+    gain = float(np.sqrt(fx.exp().mean() / fy.exp().mean() / 10 ** (snr / 10)))
+    reference = F.log_mel(x + gain * y)
+    assert (mixed - reference).abs().mean() < 0.1
+    assert (fx - reference).abs().mean() > 1.0  # the interferer matters at 10 dB
+    added = mixed.exp() - fx.exp()
+    assert 10 * np.log10(float(fx.exp().mean() / added.mean())) == pytest.approx(snr, abs=1e-3)
+    assert mix_talker(fx, fy[:7], snr, rng).shape == fx.shape  # a short interferer is tiled
