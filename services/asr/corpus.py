@@ -2,9 +2,10 @@
 
 Three engines, all Debian packages:
   * espeak-ng (formant synthesis; 8 English accents × ~100 voice variants), called through
-    libespeak-ng with ctypes, each shard in a forked child whose library starts fresh: most of the training and validation sets, and the held-out
-    test set; 15 % of its training utterances are read by voices of six other languages from the
-    vocabulary respelt in their orthography (English with a foreign accent);
+    libespeak-ng with ctypes, each shard in a forked child whose library starts fresh: most of the
+    training and validation sets, and the held-out test set; 15 % of its training utterances are
+    read by voices of six other languages from the vocabulary respelt in their orthography (English
+    with a foreign accent);
   * festival with the ked diphone voice (festvox-kdlpc16k, a US male speaker recorded for
     residual-excited LPC diphone synthesis): a share of the training and validation sets, each
     utterance with its own duration stretch, F0 mean and range, and a resampling "speaker warp"
@@ -556,8 +557,8 @@ def render_shard(utts: list[Utterance], shard_seed: int) -> dict[str, np.ndarray
     try:
         waves = espeak_batch([espeak_call(utts[i]) for i in esp])
     except SynthesisCrash:
-        log.warning("asr data: libespeak-ng crashed in shard %d; synthesising its %d espeak-ng utterances one by one",
-                    shard_seed, len(esp))
+        log.warning("asr data: libespeak-ng crashed in the shard of seed %d; synthesising its %d espeak-ng utterances "
+                    "one by one", shard_seed, len(esp))
         waves = [espeak_synth(utts[i]) for i in esp]
     synthesised.update((i, (x, espeak().rate)) for i, x in zip(esp, waves, strict=True))
     fest = [i for i, u in enumerate(utts) if u.engine == "festival"]
