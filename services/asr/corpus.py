@@ -147,6 +147,9 @@ NARROWBAND_SHARE = 0.15  # of the training and validation utterances: band-limit
 NARROWBAND_RATES = (8000, 11025)
 FLITE_VOICES = {"kal": (85, 140), "kal16": (85, 140), "awb": (85, 140), "rms": (80, 130), "slt": (150, 220)}
 SPLITS = ("train", "val", "test", "other")
+# default utterances per split, shared by `dojo asr data`, `train` and `eval` (so each finds the others' cache);
+# 3 000 test utterances (about 11 000 words) put a WER near 6 % within about ±0.2 points, 600 left it ±0.5
+DEFAULT_SIZES = {"train": 16_000, "val": 300, "test": 3_000, "other": 1_000}
 NOISES = ("white", "pink", "brown", "hum", "babble")
 
 
@@ -553,14 +556,14 @@ def render_shard(utts: list[Utterance], shard_seed: int) -> dict[str, np.ndarray
     torch.set_num_threads(1)
     bank = NoiseBank(shard_seed)
     synthesised: dict[int, tuple[np.ndarray, int]] = {}
-    esp = [i for i, u in enumerate(utts) if u.engine == "espeak"]
+    esp, rate = [i for i, u in enumerate(utts) if u.engine == "espeak"], espeak().rate
     try:
         waves = espeak_batch([espeak_call(utts[i]) for i in esp])
     except SynthesisCrash:
         log.warning("asr data: libespeak-ng crashed in the shard of seed %d; synthesising its %d espeak-ng utterances "
                     "one by one", shard_seed, len(esp))
         waves = [espeak_synth(utts[i]) for i in esp]
-    synthesised.update((i, (x, espeak().rate)) for i, x in zip(esp, waves, strict=True))
+    synthesised.update((i, (x, rate)) for i, x in zip(esp, waves, strict=True))
     fest = [i for i, u in enumerate(utts) if u.engine == "festival"]
     if fest:
         synthesised.update(zip(fest, festival_synth([utts[i] for i in fest]), strict=True))

@@ -19,13 +19,13 @@ class DataArgs:
     """Run directory; the splits go to <run-dir>/data/<split>.npz with data/manifest.json."""
     seed: int = 0
     """Seed of the corpus plan: the same seed renders the same audio."""
-    n_train: int = 16_000
+    n_train: int = corpus.DEFAULT_SIZES["train"]
     """Training utterances (training accents and variants)."""
-    n_val: int = 300
+    n_val: int = corpus.DEFAULT_SIZES["val"]
     """Validation utterances (training voices)."""
-    n_test: int = 3000
-    """Test utterances (held-out accents and/or variants; the size `dojo asr eval` reads by default)."""
-    n_other: int = 1000
+    n_test: int = corpus.DEFAULT_SIZES["test"]
+    """Test utterances (held-out accents and/or variants)."""
+    n_other: int = corpus.DEFAULT_SIZES["other"]
     """Utterances of the other synthesiser (flite), never used in training."""
     workers: int = 0
     """Ray tasks rendering at a time (0 = the cluster's CPU count)."""

@@ -39,10 +39,9 @@ class EvalArgs:
     """A model.pt to evaluate instead of <run-dir>/model.pt (e.g. deploy/models/asr/model.pt)."""
     seed: int | None = None
     """Seed of the test corpus (default: the training seed in <run-dir>/config.json, else 0)."""
-    n_test: int = 3000
-    """Held-out espeak-ng utterances (a third each: unseen accent, unseen variant, both unseen). 3 000 (about
-    11 000 words) put a WER near 6 % within about ±0.2 points; 600 left it ±0.5."""
-    n_other: int = 1000
+    n_test: int = corpus.DEFAULT_SIZES["test"]
+    """Held-out espeak-ng utterances (a third each: unseen accent, unseen variant, both unseen)."""
+    n_other: int = corpus.DEFAULT_SIZES["other"]
     """Utterances of the other synthesiser (flite), 0 to skip."""
     beam: int = 8
     """Beam width of the prefix beam search."""

@@ -56,9 +56,9 @@ class TrainArgs:
     newest checkpoint (one per epoch); result.json counts them as ``restarts``."""
     seed: int = 0
     """Seed of the corpus plan, network initialisation, batching and augmentation."""
-    n_train: int = 16_000
+    n_train: int = corpus.DEFAULT_SIZES["train"]
     """Training utterances to synthesise."""
-    n_val: int = 300
+    n_val: int = corpus.DEFAULT_SIZES["val"]
     """Validation utterances (training voices, new texts) for the per-epoch greedy WER."""
     data_workers: int = 0
     """Ray tasks rendering the corpus at a time (0 = the cluster's CPU count)."""
