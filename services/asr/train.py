@@ -97,7 +97,7 @@ class TrainArgs:
     """SpecAugment (frequency and time masks) on top of --augment."""
     mix_speech: float = 0.2
     """Share of training utterances with another training utterance mixed under them: an interfering talker
-    8-25 dB below, in the log-mel power domain, new each epoch (0 = off; runs e49, e50 in docs/asr.md)."""
+    8-25 dB below, in the log-mel power domain, new each epoch (0 = off; runs e49-e52 in docs/asr.md)."""
     procs: int = 2
     """Data-parallel training processes on CPU (torch.distributed, gloo), each with --threads threads."""
     threads: int = 1
