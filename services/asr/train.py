@@ -97,7 +97,9 @@ class TrainArgs:
     """SpecAugment (frequency and time masks) on top of --augment."""
     mix_speech: float = 0.2
     """Share of training utterances with another training utterance mixed under them: an interfering talker
-    8-25 dB below, in the log-mel power domain, new each epoch (0 = off; runs e49-e52 in docs/asr.md)."""
+    --mix-snr dB below, in the log-mel power domain, new each epoch (0 = off; runs e49-e54 in docs/asr.md)."""
+    mix_snr: tuple[float, float] = (8.0, 25.0)
+    """Range of the interfering talker's level below the target's (mean power ratio in dB, drawn uniformly)."""
     procs: int = 2
     """Data-parallel training processes on CPU (torch.distributed, gloo), each with --threads threads."""
     threads: int = 1
@@ -128,6 +130,7 @@ class TrainArgs:
         require(0 <= self.dropout < 1, f"--dropout must be in [0, 1) (got {self.dropout})")
         require(0 <= self.vtlp < 0.5 and 0 <= self.speed < 0.5, "--vtlp and --speed must be in [0, 0.5)")
         require(0 <= self.mix_speech < 1, f"--mix-speech must be in [0, 1) (got {self.mix_speech})")
+        require(self.mix_snr[0] <= self.mix_snr[1], f"--mix-snr must be LOW HIGH with LOW <= HIGH (got {self.mix_snr})")
         require(self.threads >= 0, f"--threads must be >= 0 (got {self.threads})")
         require(self.procs >= 1, f"--procs must be >= 1 (got {self.procs})")
         require(self.max_restarts >= 0, f"--max-restarts must be >= 0 (got {self.max_restarts})")
@@ -201,7 +204,7 @@ class BatchSet(torch.utils.data.Dataset):
             f = torch.from_numpy(self.split.features(j).astype(np.float32))
             if self.args.mix_speech > 0 and rng.random() < self.args.mix_speech:
                 g = torch.from_numpy(self.split.features(int(rng.integers(len(self.split)))).astype(np.float32))
-                f = mix_talker(f, g, float(rng.uniform(8, 25)), rng)
+                f = mix_talker(f, g, float(rng.uniform(*self.args.mix_snr)), rng)
             feats.append(augment(f, self.args, rng))
         x, x_len = pad_batch(feats)
         tgt = [self.targets[j] for j in idx]

@@ -22,6 +22,7 @@ from tests.conftest import run_dojo
     (["train", "--lr", "nope"], "nope"),
     (["data", "--n-train", "-1"], "--n-train must be >= 0"),
     (["train", "--mix-speech", "1"], "--mix-speech must be in [0, 1)"),
+    (["train", "--mix-snr", "20", "5"], "--mix-snr must be LOW HIGH with LOW <= HIGH"),
     (["eval", "--n-test", "0", "--run-dir", "x"], "--n-test must be >= 1"),
 ])
 def test_bad_arguments_exit_2_with_one_line(argv, needle, tmp_path):
