@@ -97,7 +97,7 @@ class TrainArgs:
     """SpecAugment (frequency and time masks) on top of --augment."""
     mix_speech: float = 0.2
     """Share of training utterances with another training utterance mixed under them: an interfering talker
-    --mix-snr dB below, in the log-mel power domain, new each epoch (0 = off; runs e49-e54 in docs/asr.md)."""
+    --mix-snr dB below, in the log-mel power domain, new each epoch (0 = off; runs e49-e56 in docs/asr.md)."""
     mix_snr: tuple[float, float] = (8.0, 25.0)
     """Range of the interfering talker's level below the target's (mean power ratio in dB, drawn uniformly)."""
     procs: int = 2
