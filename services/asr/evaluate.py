@@ -4,7 +4,10 @@ Writes (merges into) ``result.json`` of the run-dir: wer_greedy, wer_beam, cer_g
 on the espeak-ng voices held out of training, their break-down by category, wer_other_synth
 (greedy) and wer_other_synth_beam on flite voices, the greedy WER of both sets by recording
 condition (``wer_greedy_clean`` … ``wer_other_synth_reverb``, drawn as ``eval_conditions.png``),
-rtf (real-time factor of features + network + greedy decoding on one CPU thread, one utterance at
+the held-out greedy WER by SNR band of the noisy utterances (``wer_greedy_snr_5_10`` …), the flite greedy WER by
+voice (``wer_other_synth_kal`` …), which share of the reference's words the greedy transcripts get wrong, by word
+class (``wrong_greedy_digits``, ``wrong_greedy_commands``, ``wrong_other_synth_…``) and by word (``words_wrong_greedy``,
+``words_wrong_other_synth``, drawn as ``eval_words.png``), rtf (real-time factor of features + network + greedy decoding on one CPU thread, one utterance at
 a time) and n_utterances.
 ``wer_beam`` is the vocabulary-constrained prefix beam search (grammar "all").
 """
@@ -23,6 +26,7 @@ import torch
 from services.asr import corpus
 from services.asr.decode import decode_greedy, prefix_beam_search
 from services.asr.model import CTCModel, load_model, predict
+from services.asr.text import COMMAND_WORDS, DIGIT_WORDS
 from services.asr.train import char_error_rate, word_error_rate
 from services.common.config import ConfigError, fail, parse, require
 from services.common.progress import log, setup_logging
@@ -105,6 +109,49 @@ def conditions(split: str, texts: list[str], seed: int) -> dict[str, list[int]]:
     return out
 
 
+SNR_BANDS = ((5, 10), (10, 15), (15, 20), (20, 25), (25, 30))  # dB: the test sets' noise is drawn from 5-30
+
+
+def snr_bands(split: str, texts: list[str], seed: int) -> dict[str, list[int]]:
+    """Indices of ``split``'s noisy utterances by SNR band (``snr_5_10`` …), from its plan."""
+    plan = corpus.plan(split, len(texts), seed)
+    return {f"snr_{lo}_{hi}": [i for i, u in enumerate(plan) if u.noise and lo <= u.snr_db < hi + (hi == 30)]
+            for lo, hi in SNR_BANDS}
+
+
+def word_errors(refs: list[str], hyps: list[str]) -> dict[str, tuple[int, int]]:
+    """Reference word -> (occurrences, errors): an occurrence is an error when the minimum-edit alignment of its
+    utterance (jiwer) substitutes or deletes it. (Insertions belong to no reference word: WER counts them too.)"""
+    import jiwer
+
+    out: dict[str, list[int]] = {}
+    for ref, hyp in zip(refs, hyps, strict=True):
+        words = ref.split()
+        for w in words:
+            out.setdefault(w, [0, 0])[0] += 1
+        if not hyp.split():
+            for w in words:
+                out[w][1] += 1
+            continue
+        for chunk in jiwer.process_words(ref, hyp).alignments[0]:
+            if chunk.type in ("substitute", "delete"):
+                for w in words[chunk.ref_start_idx:chunk.ref_end_idx]:
+                    out[w][1] += 1
+    return {w: (n, e) for w, (n, e) in sorted(out.items())}
+
+
+def wrong_shares(prefix: str, refs: list[str], hyps: list[str]) -> dict[str, Any]:
+    """``wrong_{prefix}_digits`` / ``_commands``: the share of the reference's digit / command words substituted or
+    deleted; ``words_wrong_{prefix}``: that share for each word."""
+    counts = word_errors(refs, hyps)
+    res: dict[str, Any] = {}
+    for name, vocab in (("digits", DIGIT_WORDS), ("commands", COMMAND_WORDS)):
+        n = sum(counts[w][0] for w in vocab if w in counts)
+        res[f"wrong_{prefix}_{name}"] = sum(counts[w][1] for w in vocab if w in counts) / n if n else float("nan")
+    res[f"words_wrong_{prefix}"] = {w: round(e / n, 4) for w, (n, e) in counts.items()}
+    return res
+
+
 def subset_wers(prefix: str, groups: dict[str, list[int]], refs: list[str], hyps: list[str]) -> dict[str, float]:
     """``{prefix}_{group}``: the WER of each group of utterance indices (NaN for an empty group)."""
     return {f"{prefix}_{name}": word_error_rate([refs[i] for i in idx], [hyps[i] for i in idx]) if idx
@@ -130,6 +177,35 @@ def plot_conditions(res: dict[str, Any]) -> bytes:
     ax.set_ylabel("WER, greedy (%)")
     ax.set_title("Word error rate by recording condition")
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def plot_words(res: dict[str, Any]) -> bytes:
+    """Horizontal bars: the share of each vocabulary word's occurrences the greedy transcripts get wrong, held-out
+    espeak-ng voices next to flite, words sorted by the held-out share."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    held, other = res.get("words_wrong_greedy", {}), res.get("words_wrong_other_synth", {})
+    words = sorted(set(held) | set(other), key=lambda w: (held.get(w, 0.0), other.get(w, 0.0)))
+    y = np.arange(len(words))
+    fig, ax = plt.subplots(figsize=(7, 0.2 * len(words) + 1.4))
+    for k, (vals, label) in enumerate(((held, "held-out espeak-ng voices"), (other, "flite (other synthesiser)"))):
+        ax.barh(y + (0.5 - k) * 0.4, [100 * vals.get(w, float("nan")) for w in words], 0.4, label=label)
+    ax.set_yticks(y, words, fontsize=7)
+    ax.set_xlabel("occurrences substituted or deleted, greedy (%)")
+    share = {k: 100 * res.get(k, float("nan")) for k in ("wrong_greedy_digits", "wrong_greedy_commands",
+                                                          "wrong_other_synth_digits", "wrong_other_synth_commands")}
+    ax.set_title("Words got wrong (digits / commands): held-out {wrong_greedy_digits:.1f} / {wrong_greedy_commands:.1f} "
+                 "%, flite {wrong_other_synth_digits:.1f} / {wrong_other_synth_commands:.1f} %".format(**share),
+                 fontsize=9)
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
@@ -188,6 +264,8 @@ def evaluate(args: EvalArgs) -> dict[str, Any]:
                   for cat in ("unseen_accent", "unseen_variant", "unseen_both")}
     res.update(subset_wers("wer_greedy", categories, test.texts, hyp["greedy"]))
     res.update(subset_wers("wer_greedy", conditions("test", test.texts, seed), test.texts, hyp["greedy"]))
+    res.update(subset_wers("wer_greedy", snr_bands("test", test.texts, seed), test.texts, hyp["greedy"]))
+    res.update(wrong_shares("greedy", test.texts, hyp["greedy"]))
     if "other" in data:
         other = data["other"]
         oh = decode_split(model, other, args.beam)
@@ -196,6 +274,9 @@ def evaluate(args: EvalArgs) -> dict[str, Any]:
         res["cer_other_synth"] = char_error_rate(other.texts, oh["greedy"])
         res["n_other_synth"] = len(other)
         res.update(subset_wers("wer_other_synth", conditions("other", other.texts, seed), other.texts, oh["greedy"]))
+        voices = {v: [i for i, u in enumerate(other.voices) if u == f"flite:{v}"] for v in sorted(corpus.FLITE_VOICES)}
+        res.update(subset_wers("wer_other_synth", voices, other.texts, oh["greedy"]))
+        res.update(wrong_shares("other_synth", other.texts, oh["greedy"]))
     else:
         res.update(wer_other_synth=float("nan"), wer_other_synth_beam=float("nan"), cer_other_synth=float("nan"),
                    n_other_synth=0)
@@ -205,9 +286,11 @@ def evaluate(args: EvalArgs) -> dict[str, Any]:
     merged.update(res)
     run_dir.write_json("result.json", merged)
     run_dir.write_bytes("eval_conditions.png", plot_conditions(res))
+    run_dir.write_bytes("eval_words.png", plot_words(res))
     errors = [(r, h) for r, h in zip(test.texts, hyp["greedy"], strict=True) if r != h][:10]
     log.info("asr eval: some greedy errors (reference -> hypothesis): %s", errors)
-    log.info("asr eval: %s", {k: round(v, 4) if isinstance(v, float) else v for k, v in res.items()})
+    log.info("asr eval: %s", {k: round(v, 4) if isinstance(v, float) else v for k, v in res.items()
+                              if not k.startswith("words_wrong_")})
     return res
 
 

@@ -250,3 +250,37 @@ def test_conditions_split_the_test_set_by_its_plan():
             assert res[f"wer_greedy_{c}"] == pytest.approx(errors / sum(len(refs[i].split()) for i in idx))
     with pytest.raises(RuntimeError, match="does not match its plan"):
         conditions("test", refs[::-1], 5)
+
+
+def test_snr_bands_hold_every_noisy_utterance_once():
+    from services.asr.evaluate import snr_bands
+
+    plan = corpus.plan("test", 200, seed=5)
+    bands = snr_bands("test", [u.text for u in plan], 5)
+    assert len(bands) == 5 and sorted(i for idx in bands.values() for i in idx) == [
+        i for i, u in enumerate(plan) if u.noise]
+    assert all(10 <= plan[i].snr_db < 15 for i in bands["snr_10_15"])
+
+
+def test_word_errors_count_substitutions_and_deletions_per_reference_word():
+    """By hand, and against jiwer's totals on a larger random case: per-word errors + insertions = S + D + I."""
+    import jiwer
+
+    from services.asr.evaluate import word_errors, wrong_shares
+
+    refs, hyps = ["one two home", "go", "up down", "nine"], ["one too", "go on", "", "nine"]
+    assert word_errors(refs, hyps) == {"one": (1, 0), "two": (1, 1), "home": (1, 1), "go": (1, 0), "up": (1, 1),
+                                       "down": (1, 1), "nine": (1, 0)}
+    res = wrong_shares("greedy", refs, hyps)
+    assert res["wrong_greedy_digits"] == pytest.approx(1 / 3) and res["wrong_greedy_commands"] == pytest.approx(3 / 4)
+    assert res["words_wrong_greedy"]["home"] == 1.0 and res["words_wrong_greedy"]["nine"] == 0.0
+
+    rng = np.random.default_rng(3)
+    refs = [u.text for u in corpus.plan("test", 80, seed=5)]
+    vocab = sorted({w for r in refs for w in r.split()})
+    hyps = [" ".join(w if rng.random() < 0.8 else str(rng.choice(vocab)) for w in r.split()
+                     if rng.random() < 0.9) + (" oh" if rng.random() < 0.2 else "") for r in refs]
+    out = jiwer.process_words(refs, [h or "x" for h in hyps])
+    counts = word_errors(refs, [h or "x" for h in hyps])
+    assert sum(n for n, _ in counts.values()) == sum(len(r.split()) for r in refs)
+    assert sum(e for _, e in counts.values()) == out.substitutions + out.deletions

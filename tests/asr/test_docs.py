@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 
+from services.asr.text import VOCABULARY
 from tests.conftest import REPO, bash_commands, run_dojo
 
 TINY = {
@@ -53,4 +54,7 @@ def test_documented_dojo_commands_run(tmp_path):
     ev = json.loads((tmp_path / "runs" / "asr-eval" / "result.json").read_text())
     assert ev["n_utterances"] == 6 and {"wer_greedy_clean", "wer_greedy_reverb", "wer_other_synth_babble"} <= set(ev)
     assert (tmp_path / "runs" / "asr-eval" / "eval_conditions.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert {"wer_greedy_snr_5_10", "wer_other_synth_slt", "wrong_greedy_commands", "wrong_other_synth_digits"} <= set(ev)
+    assert set(ev["words_wrong_greedy"]) <= set(VOCABULARY)
+    assert (tmp_path / "runs" / "asr-eval" / "eval_words.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((tmp_path / "runs" / "asr-data" / "data" / "manifest.json").read_text())["train"]["n"] == 8
