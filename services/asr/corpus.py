@@ -59,7 +59,7 @@ ACCENTS = ("en", "en-us", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp", "en-
            "en-us-nyc")
 HELD_OUT_ACCENTS = ("en-gb-x-gbcwmd", "en-029")
 FESTIVAL_VOICE = "ked_diphone"  # none of flite's test speakers (kal, awb, rms, slt)
-FESTIVAL_SHARE = 0.25  # of the training and validation utterances
+RECORDED_SHARE = 0.25  # of the training and validation utterances: voices of recorded speakers (festival, pico)
 # the second festival voice: a woman, statistical-parametric (HTS) synthesis like flite's clustergen voices, but
 # Catalan: it reads the vocabulary spelt the Catalan way (English with a Catalan accent)
 ONA_VOICE = "upc_ca_ona_hts"
@@ -143,6 +143,10 @@ FESTIVAL_VOICES = {
     FESTIVAL_VOICE: FestivalVoice("english", (0.85, 1.4), prosody=True),  # a man, up to a child-like voice
     ONA_VOICE: FestivalVoice("catalan", (0.8, 1.15), SPELLINGS["ca"]),  # a woman, down to a man-like voice
 }
+# SVOX Pico (PyPI ttspico, its voice data inside the package; the `pico` extra): an optional third training
+# synthesiser, statistical-parametric (HMM) voices of two women recorded reading English, US and British. Neither is
+# one of flite's test speakers. `--pico-share` gives them that share of the RECORDED_SHARE, in festival's place.
+PICO_VOICES = {"en-US": (0.8, 1.15), "en-GB": (0.8, 1.15)}  # speaker warp range: down to man-like voices
 NARROWBAND_SHARE = 0.15  # of the training and validation utterances: band-limited like an 8 or 11.025 kHz source
 NARROWBAND_RATES = (8000, 11025)
 FLITE_VOICES = {"kal": (85, 140), "kal16": (85, 140), "awb": (85, 140), "rms": (80, 130), "slt": (150, 220)}
@@ -334,6 +338,19 @@ def flite_synth(text: str, voice: str, stretch: float, f0: float) -> tuple[np.nd
     return x, rate
 
 
+def pico_synth(u: Utterance) -> tuple[np.ndarray, int]:
+    """SVOX Pico: ``u.rate`` and ``u.pitch`` are its speed and pitch in percent of the voice's own.
+
+    A fresh engine for every utterance: an engine's excitation noise goes on from where its last utterance left it
+    (``iRand`` in picosig2.c), so the same call on a used engine gives other samples. A new one costs about 0.7 ms."""
+    import ttspico
+
+    engine = ttspico.TtsEngine(u.voice)
+    engine.rate, engine.pitch = int(u.rate), int(u.pitch)
+    pcm = engine.speak(u.text) or b""
+    return np.frombuffer(pcm, np.int16).astype(np.float32) / 32768.0, 16_000
+
+
 # --- festival (a second training synthesiser) ------------------------------------------------------
 FESTIVAL_PACKAGES = "apt-get install festival festvox-kdlpc16k festival-ca festvox-ca-ona-hts"
 
@@ -377,6 +394,12 @@ def check_engine(engine: str) -> None:
         for voice, v in FESTIVAL_VOICES.items():
             if shutil.which("festival") is None or not (Path("/usr/share/festival/voices") / v.language / voice).is_dir():
                 raise SynthesizerMissing(f"festival or its {voice} voice is not installed: {FESTIVAL_PACKAGES}")
+    elif engine == "pico":
+        try:
+            import ttspico  # noqa: F401
+        except ImportError:
+            raise SynthesizerMissing("SVOX Pico is not installed (--pico-share needs it): pip install ttspico, or "
+                                     "install raydojo with its `pico` extra") from None
     elif shutil.which("flite") is None:
         raise SynthesizerMissing("flite is not installed: apt-get install flite")
 
@@ -387,11 +410,11 @@ class Utterance:
     """Everything needed to render one utterance, deterministically."""
 
     text: str
-    engine: str  # "espeak" | "festival" | "flite"
-    voice: str  # espeak "accent+variant", the festival voice or a flite voice
+    engine: str  # "espeak" | "festival" | "pico" | "flite"
+    voice: str  # espeak "accent+variant", the festival voice, a Pico language (en-US, en-GB) or a flite voice
     category: str  # train | seen | unseen_accent | unseen_variant | unseen_both | flite
-    rate: float  # espeak words per minute; festival and flite duration stretch
-    pitch: float  # espeak pitch 0-99; festival and flite mean F0 in Hz
+    rate: float  # espeak words per minute; festival and flite duration stretch; Pico speed in %
+    pitch: float  # espeak pitch 0-99; festival and flite mean F0 in Hz; Pico pitch in %
     pitch_range: int  # espeak pitch range 0-99; festival F0 standard deviation in Hz
     gap: int
     lead_s: float
@@ -405,10 +428,13 @@ class Utterance:
     band_rate: int = 0  # > 0: the speech passes through this sample rate (band-limited) before room and noise
 
 
-def plan(split: str, n: int, seed: int) -> list[Utterance]:
-    """The deterministic list of ``n`` utterances of ``split`` for ``seed``."""
+def plan(split: str, n: int, seed: int, pico_share: float = 0.0) -> list[Utterance]:
+    """The deterministic list of ``n`` utterances of ``split`` for ``seed``; ``pico_share`` of the recorded-speaker
+    training and validation utterances are SVOX Pico's (0: none, and no draw for it, so the plan is the recipe's)."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}")
+    if not 0 <= pico_share <= 1:
+        raise ValueError(f"pico_share must be in [0, 1] (got {pico_share})")
     vs = voice_split()
     rng = np.random.default_rng([seed, SPLITS.index(split), CORPUS_VERSION])
     train = split in ("train", "val")
@@ -432,12 +458,19 @@ def plan(split: str, n: int, seed: int) -> list[Utterance]:
             voice = f"{accent}+{variant}" if variant else str(accent)
             engine, rate, pitch = "espeak", float(rng.uniform(125, 205)), float(rng.uniform(15, 85))
         warp, f0_std = 1.0, 0
-        if train and rng.random() < FESTIVAL_SHARE:  # (only train/val draw here: test and other plans stay put)
-            engine, voice, category = "festival", FESTIVAL_VOICE, "train"
-            rate, pitch, f0_std = float(rng.uniform(0.8, 1.3)), float(rng.uniform(75, 180)), int(rng.integers(5, 35))
-            if rng.random() < ONA_SHARE:
-                voice = ONA_VOICE
-            warp = float(rng.uniform(*FESTIVAL_VOICES[voice].warp))
+        if train and rng.random() < RECORDED_SHARE:  # (only train/val draw here: test and other plans stay put)
+            category = "train"
+            if pico_share > 0 and rng.random() < pico_share:
+                engine, voice = "pico", str(rng.choice(sorted(PICO_VOICES)))
+                rate, pitch = float(int(rng.uniform(75, 130))), float(int(rng.uniform(75, 135)))
+                warp = float(rng.uniform(*PICO_VOICES[voice]))
+            else:
+                engine, voice = "festival", FESTIVAL_VOICE
+                rate, pitch = float(rng.uniform(0.8, 1.3)), float(rng.uniform(75, 180))
+                f0_std = int(rng.integers(5, 35))
+                if rng.random() < ONA_SHARE:
+                    voice = ONA_VOICE
+                warp = float(rng.uniform(*FESTIVAL_VOICES[voice].warp))
         band_rate = int(rng.choice(NARROWBAND_RATES)) if train and rng.random() < NARROWBAND_SHARE else 0
         noisy = rng.random() < (0.8 if train else 0.7)
         out.append(Utterance(
@@ -522,6 +555,8 @@ def render(u: Utterance, bank: NoiseBank | None = None, synthesised: tuple[np.nd
         x, rate = espeak_synth(u), espeak().rate
     elif u.engine == "festival":
         x, rate = festival_synth([u])[0]
+    elif u.engine == "pico":
+        x, rate = pico_synth(u)
     else:
         x, rate = flite_synth(u.text, u.voice, u.rate, u.pitch)
     # speaker warp: read the samples at warp × the rate (rounded to 100 Hz: a short polyphase filter)
@@ -641,21 +676,25 @@ def build(utts: list[Utterance], workers: int, seed: int, shard_size: int = 250)
     )
 
 
-def plan_id(split: str, n: int, seed: int) -> str:
+def plan_id(split: str, n: int, seed: int, pico_share: float = 0.0) -> str:
     """Fingerprint of a split's plan: reuse the cache only when it matches."""
     key = {"split": split, "n": n, "seed": seed, "version": CORPUS_VERSION, "voices": voice_split(),
            "render": RENDER_REVISION}
     if split in ("train", "val"):
         # the training mix; the trailing number is its revision (bump it when the mix's ranges change)
-        key["festival"] = [FESTIVAL_VOICE, FESTIVAL_SHARE, NARROWBAND_SHARE, NARROWBAND_RATES, ONA_VOICE, ONA_SHARE,
+        key["festival"] = [FESTIVAL_VOICE, RECORDED_SHARE, NARROWBAND_SHARE, NARROWBAND_RATES, ONA_VOICE, ONA_SHARE,
                            {k: v.warp for k, v in FESTIVAL_VOICES.items()}, 3]
         key["foreign"] = [FOREIGN_SHARE, FOREIGN_ACCENTS]
+        if pico_share > 0:  # (absent at 0: the recipe's caches stay valid)
+            key["pico"] = [pico_share, PICO_VOICES]
     key = json.dumps(key, sort_keys=True)
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-def ensure(run_dir: RunDir, sizes: dict[str, int], seed: int, workers: int) -> dict[str, Split]:
-    """The splits named in ``sizes`` (split -> n), rendered into ``run_dir/data`` unless cached there."""
+def ensure(run_dir: RunDir, sizes: dict[str, int], seed: int, workers: int, pico_share: float = 0.0
+           ) -> dict[str, Split]:
+    """The splits named in ``sizes`` (split -> n), rendered into ``run_dir/data`` unless cached there
+    (``pico_share``: see ``plan``; it changes only the training and validation splits)."""
     from services.common.ray_utils import init_ray
 
     out = {}
@@ -663,16 +702,18 @@ def ensure(run_dir: RunDir, sizes: dict[str, int], seed: int, workers: int) -> d
     for split, n in sizes.items():
         if n <= 0:
             continue
-        pid = plan_id(split, n, seed)
+        share = pico_share if split in ("train", "val") else 0.0
+        pid = plan_id(split, n, seed, share)
         name = f"data/{split}.npz"
         if manifest.get(split, {}).get("plan_id") == pid and run_dir.exists(name):
             out[split] = Split.from_bytes(run_dir.read_bytes(name))
             log.info("asr data: %s: %d utterances from the cache", split, n)
             continue
         try:
-            for engine in {"other": ["flite"], "test": ["espeak"]}.get(split, ["espeak", "festival"]):
+            engines = {"other": ["flite"], "test": ["espeak"]}.get(split, ["espeak", "festival"])
+            for engine in engines + (["pico"] if share > 0 else []):
                 check_engine(engine)
-            utts = plan(split, n, seed)
+            utts = plan(split, n, seed, share)
         except SynthesizerMissing as exc:
             raise ConfigError(str(exc)) from None
         init_ray()

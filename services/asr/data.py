@@ -23,6 +23,8 @@ class DataArgs:
     """Training utterances (training accents and variants)."""
     n_val: int = corpus.DEFAULT_SIZES["val"]
     """Validation utterances (training voices)."""
+    pico_share: float = 0.0
+    """Share of the recorded-speaker training and validation utterances read by SVOX Pico (as `dojo asr train`)."""
     n_test: int = corpus.DEFAULT_SIZES["test"]
     """Test utterances (held-out accents and/or variants)."""
     n_other: int = corpus.DEFAULT_SIZES["other"]
@@ -34,6 +36,7 @@ class DataArgs:
         for name in ("n_train", "n_val", "n_test", "n_other"):
             require(getattr(self, name) >= 0, f"--{name.replace('_', '-')} must be >= 0 (got {getattr(self, name)})")
         require(self.workers >= 0, f"--workers must be >= 0 (got {self.workers})")
+        require(0 <= self.pico_share <= 1, f"--pico-share must be in [0, 1] (got {self.pico_share})")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -45,7 +48,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         run_dir = RunDir(args.run_dir).ensure_writable()
         workers = args.workers or max(1, int(init_ray().get("CPU", 1)))
         sizes = {"train": args.n_train, "val": args.n_val, "test": args.n_test, "other": args.n_other}
-        corpus.ensure(run_dir, sizes, args.seed, workers)
+        corpus.ensure(run_dir, sizes, args.seed, workers, args.pico_share)
         manifest = run_dir.read_json("data/manifest.json")
         log.info("asr data: %s", {k: (v["n"], v["audio_s"]) for k, v in manifest.items()})
         return manifest

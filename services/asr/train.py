@@ -60,6 +60,10 @@ class TrainArgs:
     """Training utterances to synthesise."""
     n_val: int = corpus.DEFAULT_SIZES["val"]
     """Validation utterances (training voices, new texts) for the per-epoch greedy WER."""
+    pico_share: float = 0.0
+    """Share of the recorded-speaker training utterances (a quarter of them) read by SVOX Pico's two English women
+    instead of festival's voices (needs the `pico` extra). 0.3 traded 0.4-0.7 points of held-out WER for 1.6-2.9 of
+    flite's (e58, e59 in docs/asr.md), so the recipe keeps 0."""
     data_workers: int = 0
     """Ray tasks rendering the corpus at a time (0 = the cluster's CPU count)."""
     batch_frames: int = 8_000
@@ -120,6 +124,7 @@ class TrainArgs:
         require(self.gpus <= 1 or float(self.gpus).is_integer(), f"--gpus above 1 must be whole (got {self.gpus})")
         require(self.n_train >= 1, f"--n-train must be >= 1 (got {self.n_train})")
         require(self.n_val >= 1, f"--n-val must be >= 1 (got {self.n_val})")
+        require(0 <= self.pico_share <= 1, f"--pico-share must be in [0, 1] (got {self.pico_share})")
         require(self.data_workers >= 0, f"--data-workers must be >= 0 (got {self.data_workers})")
         require(self.batch_frames >= 1000, f"--batch-frames must be >= 1000 (got {self.batch_frames})")
         require(self.lr > 0, f"--lr must be > 0 (got {self.lr})")
@@ -295,7 +300,8 @@ def fit(args: TrainArgs, run_dir_uri: str, device: str, rank: int = 0, world: in
 
     setup_logging()
     run_dir = RunDir(run_dir_uri)
-    data = corpus.ensure(run_dir, {"train": args.n_train, "val": args.n_val}, args.seed, args.data_workers or 1)
+    data = corpus.ensure(run_dir, {"train": args.n_train, "val": args.n_val}, args.seed, args.data_workers or 1,
+                         args.pico_share)
     train, val = data["train"], data["val"]
     torch.manual_seed(args.seed)  # the same initial weights in every process
     torch.set_num_threads(args.threads or torch.get_num_threads())
@@ -501,7 +507,7 @@ def train(args: TrainArgs) -> dict[str, Any]:
         args = dataclasses.replace(args, data_workers=max(1, int(resources.get("CPU", 1))))
     t0 = time.monotonic()
     # render the corpus first (Ray tasks), so that the training loop's budget is the loop's alone
-    corpus.ensure(run_dir, {"train": args.n_train, "val": args.n_val}, args.seed, args.data_workers)
+    corpus.ensure(run_dir, {"train": args.n_train, "val": args.n_val}, args.seed, args.data_workers, args.pico_share)
     data_s = time.monotonic() - t0
     restarts = 0
     while True:

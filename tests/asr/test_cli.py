@@ -24,6 +24,8 @@ from tests.conftest import run_dojo
     (["train", "--mix-speech", "1"], "--mix-speech must be in [0, 1)"),
     (["train", "--mix-snr", "20", "5"], "--mix-snr must be LOW HIGH with LOW <= HIGH"),
     (["eval", "--n-test", "0", "--run-dir", "x"], "--n-test must be >= 1"),
+    (["train", "--pico-share", "1.5"], "--pico-share must be in [0, 1]"),
+    (["data", "--pico-share", "-0.1"], "--pico-share must be in [0, 1]"),
 ])
 def test_bad_arguments_exit_2_with_one_line(argv, needle, tmp_path):
     p = run_dojo("asr", *argv, *(["--run-dir", str(tmp_path / "r")] if "--run-dir" not in argv else []), timeout=120)
@@ -69,7 +71,7 @@ def test_corpus_plans_are_deterministic_and_hold_voices_out():
     foreign = np.mean([u.voice.split("+")[0] in corpus.FOREIGN_ACCENTS for u in train if u.engine == "espeak"])
     assert abs(foreign - corpus.FOREIGN_SHARE) < 0.06, foreign
     share = np.mean([u.engine == "festival" for u in train])
-    assert abs(share - corpus.FESTIVAL_SHARE) < 0.06, share
+    assert abs(share - corpus.RECORDED_SHARE) < 0.06, share
     ona = np.mean([u.voice == corpus.ONA_VOICE for u in train if u.engine == "festival"])
     assert abs(ona - corpus.ONA_SHARE) < 0.12, ona
     narrow = np.mean([u.band_rate in corpus.NARROWBAND_RATES for u in train])
@@ -86,6 +88,38 @@ def test_corpus_plans_are_deterministic_and_hold_voices_out():
     assert {u.engine for u in other} == {"flite"}
     assert set(corpus.FESTIVAL_VOICES) == {"ked_diphone", "upc_ca_ona_hts"}
     assert {"ked", "ona"}.isdisjoint(corpus.FLITE_VOICES)  # training speakers are none of flite's test speakers
+
+
+def test_pico_share_takes_festival_utterances_and_leaves_the_rest_of_the_plan():
+    """--pico-share: that share of the recorded-speaker training utterances go to SVOX Pico's voices; everything else
+    (espeak-ng utterances, test and flite plans) stays, and at 0 the plan and its fingerprint are the recipe's."""
+    base, mixed = corpus.plan("train", 2000, seed=3), corpus.plan("train", 2000, seed=3, pico_share=0.5)
+    assert base == corpus.plan("train", 2000, seed=3, pico_share=0.0) and "pico" not in {u.engine for u in base}
+    pico = [u for u in mixed if u.engine == "pico"]
+    recorded = sum(u.engine in ("festival", "pico") for u in mixed)
+    assert abs(len(pico) / recorded - 0.5) < 0.06 and {u.voice for u in pico} == set(corpus.PICO_VOICES)
+    assert all(corpus.PICO_VOICES[u.voice][0] <= u.warp <= corpus.PICO_VOICES[u.voice][1] for u in pico)
+    assert abs(recorded / len(mixed) - corpus.RECORDED_SHARE) < 0.03
+    for split in ("test", "other"):
+        assert corpus.plan(split, 50, 3, pico_share=0.5) == corpus.plan(split, 50, 3)
+    assert corpus.plan_id("train", 2000, 3) == corpus.plan_id("train", 2000, 3, 0.0) != corpus.plan_id("train", 2000, 3, 0.5)
+    with pytest.raises(ValueError, match="pico_share must be in"):
+        corpus.plan("train", 2, 3, pico_share=1.5)
+    u = dataclasses.replace(pico[0], text="seven help", noise="", rt60=0.0, lead_s=0.0, tail_s=0.0)
+    x = corpus.render(u)
+    assert x.dtype == np.float32 and 0.4 < len(x) / corpus.SAMPLE_RATE < 3.0 and np.abs(x).max() > 0.01
+    assert np.array_equal(x, corpus.render(u))  # deterministic
+
+
+def test_dojo_asr_data_renders_pico_voices_through_ray(tmp_path):
+    p = run_dojo("asr", "data", "--run-dir", str(tmp_path), "--seed", "3", "--n-train", "40", "--n-val", "0",
+                 "--n-test", "0", "--n-other", "0", "--pico-share", "1", timeout=400)
+    assert p.returncode == 0, p.stderr[-3000:]
+    train = corpus.Split.from_bytes((tmp_path / "data" / "train.npz").read_bytes())
+    plan = corpus.plan("train", 40, 3, pico_share=1.0)
+    assert train.voices == [f"{u.engine}:{u.voice}" for u in plan] and {"pico:en-US", "pico:en-GB"} <= set(train.voices)
+    i = next(i for i, u in enumerate(plan) if u.engine == "pico")
+    assert np.allclose(train.features(i), log_mel(corpus.render(plan[i])).numpy().astype(np.float16), atol=1e-2)
 
 
 def test_foreign_accented_voices_read_every_word_in_their_spelling():
