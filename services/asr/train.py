@@ -62,8 +62,8 @@ class TrainArgs:
     """Validation utterances (training voices, new texts) for the per-epoch greedy WER."""
     pico_share: float = 0.0
     """Share of the recorded-speaker training utterances (a quarter of them) read by SVOX Pico's two English women
-    instead of festival's voices (needs the `pico` extra). 0.3 traded 0.4-0.7 points of held-out WER for 1.6-2.9 of
-    flite's (e58, e59 in docs/asr.md), so the recipe keeps 0."""
+    instead of festival's voices (needs the `pico` extra). 0.3 cost 0.4 points of held-out WER and gained 1.6 of
+    flite's, on average over two corpora (e58, e59 in docs/asr.md), so the recipe keeps 0."""
     data_workers: int = 0
     """Ray tasks rendering the corpus at a time (0 = the cluster's CPU count)."""
     batch_frames: int = 8_000
