@@ -6,9 +6,9 @@ on the espeak-ng voices held out of training, their break-down by category, wer_
 condition (``wer_greedy_clean`` … ``wer_other_synth_reverb``, drawn as ``eval_conditions.png``),
 the held-out greedy WER by SNR band of the noisy utterances (``wer_greedy_snr_5_10`` …), the flite greedy WER by
 voice (``wer_other_synth_kal`` …), which share of the reference's words the greedy transcripts get wrong, by word
-class (``wrong_greedy_digits``, ``wrong_greedy_commands``, ``wrong_other_synth_…``) and by word (``words_wrong_greedy``,
-``words_wrong_other_synth``, drawn as ``eval_words.png``), rtf (real-time factor of features + network + greedy decoding on one CPU thread, one utterance at
-a time) and n_utterances.
+class (``wrong_greedy_digits``, ``wrong_greedy_commands``, ``wrong_other_synth_…``) and by word
+(``words_wrong_greedy``, ``words_wrong_other_synth``, drawn as ``eval_words.png``), rtf (real-time factor of
+features + network + greedy decoding on one CPU thread, one utterance at a time) and n_utterances.
 ``wer_beam`` is the vocabulary-constrained prefix beam search (grammar "all").
 """
 
