@@ -92,12 +92,18 @@ def decode_split(model: CTCModel, split: corpus.Split, beam: int) -> dict[str, l
 CONDITIONS = ("clean", *corpus.NOISES, "reverb")
 
 
-def conditions(split: str, texts: list[str], seed: int) -> dict[str, list[int]]:
-    """Utterance indices of ``split`` by recording condition: ``clean`` (no noise, no reverberation), each noise kind,
-    and ``reverb`` (with reverberation, noisy or not). The conditions come from the split's (deterministic) plan."""
+def split_plan(split: str, texts: list[str], seed: int) -> list[corpus.Utterance]:
+    """The plan a cached split was rendered from (it must match the split's transcripts)."""
     plan = corpus.plan(split, len(texts), seed)
     if [u.text for u in plan] != texts:
         raise RuntimeError(f"the cached {split} split does not match its plan (seed {seed}): render it again")
+    return plan
+
+
+def conditions(split: str, texts: list[str], seed: int) -> dict[str, list[int]]:
+    """Utterance indices of ``split`` by recording condition: ``clean`` (no noise, no reverberation), each noise kind,
+    and ``reverb`` (with reverberation, noisy or not). The conditions come from the split's (deterministic) plan."""
+    plan = split_plan(split, texts, seed)
     out: dict[str, list[int]] = {c: [] for c in CONDITIONS}
     for i, u in enumerate(plan):
         if not u.noise and not u.rt60:
@@ -109,14 +115,13 @@ def conditions(split: str, texts: list[str], seed: int) -> dict[str, list[int]]:
     return out
 
 
-SNR_BANDS = ((5, 10), (10, 15), (15, 20), (20, 25), (25, 30))  # dB: the test sets' noise is drawn from 5-30
+SNR_BANDS = ((5, 10), (10, 15), (15, 20), (20, 25), (25, 30))  # dB: the test sets' noise is drawn from [5, 30)
 
 
 def snr_bands(split: str, texts: list[str], seed: int) -> dict[str, list[int]]:
     """Indices of ``split``'s noisy utterances by SNR band (``snr_5_10`` …), from its plan."""
-    plan = corpus.plan(split, len(texts), seed)
-    return {f"snr_{lo}_{hi}": [i for i, u in enumerate(plan) if u.noise and lo <= u.snr_db < hi + (hi == 30)]
-            for lo, hi in SNR_BANDS}
+    plan = split_plan(split, texts, seed)
+    return {f"snr_{lo}_{hi}": [i for i, u in enumerate(plan) if u.noise and lo <= u.snr_db < hi] for lo, hi in SNR_BANDS}
 
 
 def word_errors(refs: list[str], hyps: list[str]) -> dict[str, tuple[int, int]]:
@@ -129,10 +134,6 @@ def word_errors(refs: list[str], hyps: list[str]) -> dict[str, tuple[int, int]]:
         words = ref.split()
         for w in words:
             out.setdefault(w, [0, 0])[0] += 1
-        if not hyp.split():
-            for w in words:
-                out[w][1] += 1
-            continue
         for chunk in jiwer.process_words(ref, hyp).alignments[0]:
             if chunk.type in ("substitute", "delete"):
                 for w in words[chunk.ref_start_idx:chunk.ref_end_idx]:
